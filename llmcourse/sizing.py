@@ -1,0 +1,138 @@
+"""How big a model is, how much memory training it takes, and how much compute: from a ModelConfig alone.
+
+The model chapter's real nn.Module is tested to have exactly `parameter_count(cfg)` parameters, so this file and the
+model cannot drift apart.
+
+>>> from llmcourse.config import get_preset
+>>> parameter_count(get_preset("gpt2"))
+124439808
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from llmcourse.config import ModelConfig
+
+Precision = Literal["fp32", "bf16-mixed"]
+
+# Dense bf16/fp16 tensor-core peaks from the vendors' data sheets, in FLOP/s.
+GPU_PEAK_FLOPS: dict[str, float] = {
+    "T4 (fp16)": 65e12,
+    "A100 (bf16)": 312e12,
+    "H100 SXM (bf16)": 989e12,
+}
+
+
+def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
+    """Parameters per part of the model. Tied embeddings count once, as in `sum(p.numel() for p in model.parameters())`."""
+    d, L, hd = cfg.d_model, cfg.n_layer, cfg.head_dim
+    q_dim, kv_dim = cfg.n_head * hd, cfg.kv_heads * hd
+    b = 1 if cfg.bias else 0
+    attention = d * q_dim + 2 * d * kv_dim + q_dim * d + b * (q_dim + 2 * kv_dim + d)
+    if cfg.mlp == "gelu":
+        mlp = 2 * d * cfg.ffn_dim + b * (cfg.ffn_dim + d)
+    else:  # SwiGLU: gate, up and down projections
+        mlp = 3 * d * cfg.ffn_dim + b * (2 * cfg.ffn_dim + d)
+    norm = 2 * d if cfg.norm == "layernorm" and cfg.bias else d
+    return {
+        "token embedding": cfg.vocab_size * d,
+        "position embedding": cfg.context_length * d if cfg.position == "learned" else 0,
+        "attention": L * attention,
+        "mlp": L * mlp,
+        "norms": (2 * L + 1) * norm,
+        "lm head": 0 if cfg.tie_embeddings else cfg.vocab_size * d,
+    }
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    return sum(parameter_breakdown(cfg).values())
+
+
+def matmul_parameter_count(cfg: ModelConfig) -> int:
+    """Weights that take part in a matrix multiply per token: every layer's projections plus the LM head
+    (even when tied, the head is a real d x V matmul); embedding lookups, norms and biases are cheap."""
+    parts = parameter_breakdown(cfg)
+    d, hd = cfg.d_model, cfg.head_dim
+    biases = 0
+    if cfg.bias:
+        biases = cfg.n_layer * (cfg.n_head * hd + 2 * cfg.kv_heads * hd + d + cfg.ffn_dim + d
+                                + (cfg.ffn_dim if cfg.mlp == "swiglu" else 0))
+    return parts["attention"] + parts["mlp"] - biases + cfg.vocab_size * d
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
+    """Training FLOPs per token (forward + backward): 6 per matmul weight, plus 12 * L * T * d for the attention
+    scores and weighted sum (the PaLM/nanoGPT convention; the causal mask's saving is not counted)."""
+    T = cfg.context_length if seq_len is None else seq_len
+    return 6.0 * matmul_parameter_count(cfg) + 12.0 * cfg.n_layer * T * cfg.d_model
+
+
+def _activation_elements_per_token_per_layer(cfg: ModelConfig, checkpointing: bool) -> int:
+    """Tensors each block saves for backward, in elements per token (sdpa/flash attention: no T x T matrix kept)."""
+    d, kv = cfg.d_model, cfg.kv_heads * cfg.head_dim
+    if checkpointing:
+        return d  # only the block's input; everything else is recomputed in backward
+    norms = 2 * d
+    attention = d + (d + 2 * kv) + d + d  # q/k/v projection input, q/k/v, attention output, output-projection input
+    mlp = d + (2 if cfg.mlp == "gelu" else 3) * cfg.ffn_dim  # input; pre/post activation (SwiGLU: gate, up, product)
+    return norms + attention + mlp
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    def as_dict(self) -> dict[str, float]:
+        return {"weights": self.weights, "gradients": self.gradients, "optimizer": self.optimizer,
+                "activations": self.activations}
+
+
+def training_memory(cfg: ModelConfig, batch_size: int, seq_len: int | None = None, precision: Precision = "fp32",
+                    checkpointing: bool = False) -> TrainingMemory:
+    """Bytes needed to train with AdamW, on one device, without sharding.
+
+    fp32: weights, gradients and the two AdamW moments are 4 bytes each (16 bytes per parameter).
+    bf16-mixed (autocast): the same fp32 master state, plus a bf16 copy of the weights kept during the forward pass;
+    the saving is in the activations, stored in 2 bytes. Logits for the loss are kept in fp32 in both.
+    Activation checkpointing keeps only each block's input and recomputes one block at a time in backward.
+    """
+    if precision not in ("fp32", "bf16-mixed"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16-mixed', got {precision!r}")
+    T = cfg.context_length if seq_len is None else seq_len
+    if T > cfg.context_length:
+        raise ValueError(f"seq_len={T} is longer than the context length {cfg.context_length}")
+    n = parameter_count(cfg)
+    act_bytes = 4 if precision == "fp32" else 2
+    tokens = batch_size * T
+    per_layer = _activation_elements_per_token_per_layer(cfg, checkpointing)
+    stored = cfg.n_layer * per_layer
+    if checkpointing:  # the one block being recomputed holds its full activations for a moment
+        stored += _activation_elements_per_token_per_layer(cfg, checkpointing=False)
+    activations = tokens * (stored * act_bytes + cfg.vocab_size * 4)
+    weights = 4 * n + (2 * n if precision == "bf16-mixed" else 0)
+    return TrainingMemory(weights=weights, gradients=4 * n, optimizer=8 * n, activations=activations)
+
+
+@dataclass(frozen=True)
+class TrainingCompute:
+    flops: float
+    gpu_hours: float
+
+
+def training_compute(cfg: ModelConfig, tokens: float, gpu: str = "H100 SXM (bf16)", mfu: float = 0.4,
+                     seq_len: int | None = None) -> TrainingCompute:
+    """Total training FLOPs for `tokens`, and GPU-hours at model-FLOPs utilisation `mfu` of the GPU's peak."""
+    if gpu not in GPU_PEAK_FLOPS:
+        raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(GPU_PEAK_FLOPS)}")
+    if not 0 < mfu <= 1:
+        raise ValueError(f"mfu must be in (0, 1], got {mfu}")
+    flops = flops_per_token(cfg, seq_len) * tokens
+    return TrainingCompute(flops=flops, gpu_hours=flops / (GPU_PEAK_FLOPS[gpu] * mfu) / 3600)

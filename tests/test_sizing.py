@@ -1,0 +1,92 @@
+"""The calculator against independent references: HF transformers' real modules and torch's own FLOP counter."""
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from llmcourse.config import get_preset
+from llmcourse.sizing import flops_per_token, parameter_count, training_compute, training_memory
+
+
+def hf_gpt2(cfg, attn="sdpa"):
+    return GPT2LMHeadModel(GPT2Config(
+        vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.d_model, n_layer=cfg.n_layer,
+        n_head=cfg.n_head, activation_function="gelu", resid_pdrop=0, embd_pdrop=0, attn_pdrop=0,
+        attn_implementation=attn, bos_token_id=0, eos_token_id=0))
+
+
+def hf_llama(cfg):
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.ffn_dim,
+        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=cfg.context_length, tie_word_embeddings=cfg.tie_embeddings))
+
+
+@pytest.mark.parametrize("preset", ["gpt2", "gpt2-medium", "llama-1.2b", "llama-7b"])
+def test_parameter_count_matches_transformers(preset):
+    cfg = get_preset(preset)
+    with torch.device("meta"):  # shapes only: a 7B model costs no memory here
+        model = hf_gpt2(cfg) if cfg.mlp == "gelu" else hf_llama(cfg)
+    assert parameter_count(cfg) == sum(p.numel() for p in model.parameters())
+
+
+def test_known_sizes():
+    assert parameter_count(get_preset("gpt2")) == 124_439_808
+    assert parameter_count(get_preset("llama-7b")) == 6_738_415_616
+
+
+def test_flops_per_token_matches_torch_flop_counter():
+    cfg = get_preset("gpt2", n_layer=2, d_model=128, n_head=4, vocab_size=1000, context_length=64)
+    model = hf_gpt2(cfg, attn="eager")  # eager attention: its matmuls are visible to the counter
+    x = torch.randint(0, cfg.vocab_size, (4, 64))
+    with FlopCounterMode(display=False) as counter:
+        model(x, labels=x).loss.backward()
+    assert counter.get_total_flops() == pytest.approx(flops_per_token(cfg, 64) * x.numel(), rel=1e-9)
+
+
+def test_activation_estimate_is_close_to_what_autograd_saves():
+    cfg = get_preset("gpt2", n_layer=2, d_model=128, n_head=4, vocab_size=1000, context_length=64)
+    model = hf_gpt2(cfg).eval()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.randint(0, cfg.vocab_size, (4, 64))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x, labels=x)
+    measured = sum(n for ptr, n in saved.items() if ptr not in params)
+    estimate = training_memory(cfg, 4, 64).activations
+    # The estimate counts the big tensors only (not LayerNorm statistics or index tensors): within 15 %.
+    assert 0.85 * measured <= estimate <= measured
+
+
+def test_memory_modes_tell_the_right_story():
+    cfg = get_preset("llama-1.2b")
+    fp32 = training_memory(cfg, 8)
+    mixed = training_memory(cfg, 8, precision="bf16-mixed")
+    ckpt = training_memory(cfg, 8, checkpointing=True)
+    n = parameter_count(cfg)
+    assert fp32.weights + fp32.gradients + fp32.optimizer == 16 * n  # AdamW in fp32: 16 bytes per parameter
+    assert mixed.weights == 6 * n  # fp32 master weights plus the bf16 copy
+    # checkpointing keeps one tensor per block (plus the logits, which it does not touch)
+    assert mixed.activations < fp32.activations and ckpt.activations < fp32.activations / 3
+
+
+def test_llama2_7b_compute_is_near_the_reported_figure():
+    # Llama 2 reports 184,320 A100 GPU-hours for 7B on 2T tokens; at 40 % MFU we must be within 15 %.
+    est = training_compute(get_preset("llama-7b"), 2e12, gpu="A100 (bf16)", mfu=0.4)
+    assert est.gpu_hours == pytest.approx(184_320, rel=0.15)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: training_memory(get_preset("gpt2"), 1, 4096), "longer than the context"),
+    (lambda: training_memory(get_preset("gpt2"), 1, precision="fp8"), "precision"),
+    (lambda: training_compute(get_preset("gpt2"), 1e9, gpu="TPU"), "unknown GPU"),
+    (lambda: training_compute(get_preset("gpt2"), 1e9, mfu=1.5), "mfu"),
+])
+def test_bad_input_is_explained(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
