@@ -1,0 +1,28 @@
+"""The language-modelling loss: the mean negative log-probability of the correct next token, and perplexity.
+
+>>> import torch
+>>> log_probs = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]]))
+>>> round(mean_nll(log_probs, torch.tensor([0, 1])).item(), 4)  # -(log 0.5 + log 0.75) / 2
+0.4904
+>>> round(perplexity(torch.tensor(0.4904)).item(), 3)
+1.633
+"""
+from __future__ import annotations
+
+import torch
+
+
+def mean_nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of -log p(target) over all positions. log_probs: (..., V) log-probabilities; targets: (...) int ids."""
+    if log_probs.shape[:-1] != targets.shape:
+        raise ValueError(f"log_probs has shape {tuple(log_probs.shape)}, so targets must have shape "
+                         f"{tuple(log_probs.shape[:-1])}, got {tuple(targets.shape)}")
+    if targets.numel() == 0:
+        raise ValueError("no targets: the loss of an empty sequence is undefined")
+    picked = log_probs.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (...,) log p of each correct token
+    return -picked.mean()
+
+
+def perplexity(loss: torch.Tensor | float) -> torch.Tensor:
+    """exp(mean NLL): the size of a uniform choice that would be as surprised as the model, on average."""
+    return torch.exp(torch.as_tensor(loss, dtype=torch.float64))
