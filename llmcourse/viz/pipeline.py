@@ -1,0 +1,57 @@
+"""The course's map: the path from text to next-token probabilities, as a figure (hover a box for what it does)."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from llmcourse.viz.theme import PALETTE
+
+# (label, what it does, example of what flows out of it, part of the course)
+STAGES: list[tuple[str, str, str, str]] = [
+    ("Text", "raw characters, cleaned and deduplicated", '"The mouse ate the"', "Part I"),
+    ("BPE tokenizer", "splits text into frequent byte sequences", '["The", " mouse", " ate", " the"]', "Part I"),
+    ("Token IDs", "one integer per token", "[464, 10211, 15063, 262]", "Part I"),
+    ("Embeddings + RoPE", "a learned vector per ID; position enters as a rotation", "(T, d) floats", "Part II"),
+    ("RMSNorm", "rescales each vector to unit RMS", "(T, d)", "Part II"),
+    ("Masked multi-head attention", "each token mixes in earlier tokens only", "(T, d)", "Part II"),
+    ("+ residual", "adds the block's input back", "(T, d)", "Part II"),
+    ("RMSNorm", "rescales each vector again", "(T, d)", "Part II"),
+    ("SwiGLU feed-forward", "a gated MLP applied to each token alone", "(T, d)", "Part II"),
+    ("+ residual", "adds the input back again", "(T, d)", "Part II"),
+    ("LM head", "projects to one score (logit) per vocabulary entry", "(T, V) logits", "Part II"),
+    ("Softmax", "turns logits into probabilities", "(T, V), rows sum to 1", "Part II"),
+    ("Next-token prediction", "sample or pick the next token; train on -log p(correct)", 'P(" cheese") = 0.31', "Part III"),
+]
+BLOCK = range(4, 10)  # the stages repeated N times, one transformer block
+RESIDUALS = [(4, 6), (7, 9)]  # (first stage inside the skipped path, the "+ residual" stage it joins)
+
+
+def pipeline_figure() -> go.Figure:
+    n = len(STAGES)
+    ys = [n - 1 - i for i in range(n)]
+    fig = go.Figure()
+    for i, ((label, what, example, part), y) in enumerate(zip(STAGES, ys)):
+        color = PALETTE[0] if i in BLOCK else (PALETTE[2] if i < 3 else PALETTE[1])
+        fig.add_shape(type="rect", x0=-1.6, x1=1.6, y0=y - 0.36, y1=y + 0.36, line=dict(color=color, width=2),
+                      fillcolor=color, opacity=0.18, layer="below")
+        fig.add_annotation(x=0, y=y, text=f"<b>{label}</b>", showarrow=False, font=dict(size=14))
+        fig.add_annotation(x=1.8, y=y, text=example, showarrow=False, xanchor="left",
+                           font=dict(family="Courier New, monospace", size=12, color="#555"))
+        if i + 1 < n:
+            fig.add_annotation(x=0, y=ys[i + 1] + 0.36, ax=0, ay=y - 0.36, xref="x", yref="y", axref="x", ayref="y",
+                               showarrow=True, arrowhead=2, arrowwidth=1.5, arrowcolor="#666", text="")
+    for branch, join in RESIDUALS:  # the skip connection: the input goes around the sub-layer and is added back
+        y0, y1 = ys[branch] + 0.5, ys[join]
+        fig.add_shape(type="path", path=f"M 0,{y0} L -1.7,{y0} L -1.7,{y1} L -1.6,{y1}",
+                      line=dict(color=PALETTE[3], width=1.5))
+    top, bottom = ys[BLOCK.start] + 0.5, ys[BLOCK.stop - 1] - 0.5
+    fig.add_shape(type="rect", x0=-1.8, x1=1.75, y0=bottom, y1=top, line=dict(color=PALETTE[0], dash="dash"))
+    fig.add_annotation(x=-1.9, y=(top + bottom) / 2, text="× N layers<br>(one block)", showarrow=False,
+                       xanchor="right", font=dict(color=PALETTE[0]))
+    fig.add_trace(go.Scatter(  # invisible points that carry the hover text for each box
+        x=[0] * n, y=ys, mode="markers", marker=dict(size=40, opacity=0), showlegend=False,
+        hovertext=[f"<b>{label}</b><br>{what}<br><i>{part}</i>" for label, what, _, part in STAGES],
+        hoverinfo="text"))
+    fig.update_xaxes(visible=False, range=[-3.2, 4.2])
+    fig.update_yaxes(visible=False, range=[-0.7, n - 0.3])
+    fig.update_layout(title="From text to the next token", height=820, margin=dict(l=10, r=10, t=60, b=10))
+    return fig

@@ -1,0 +1,109 @@
+"""The size, memory and compute calculator as figures (static-interactive) and as a live widget (in a kernel).
+
+All numbers come from llmcourse.sizing; this module only draws them.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import ipywidgets as W
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from llmcourse.config import ModelConfig, get_preset
+from llmcourse.viz.theme import PALETTE
+from llmcourse.sizing import GPU_PEAK_FLOPS, parameter_count, training_compute, training_memory
+
+GIB = 2**30
+MODES = [("fp32", False), ("bf16-mixed", False), ("fp32", True), ("bf16-mixed", True)]
+PARTS = ["weights", "gradients", "optimizer", "activations"]
+
+
+def _mode_label(precision: str, checkpointing: bool) -> str:
+    return precision + (" + activation checkpointing" if checkpointing else "")
+
+
+def memory_figure(configs: Mapping[str, ModelConfig], batch_size: int = 8) -> go.Figure:
+    """Training memory (GiB) per config at its full context, one linear panel per config (their scales differ by
+    50x; a log axis would distort stacked parts). A menu switches precision and activation checkpointing."""
+    names = list(configs)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
+    for m, (precision, ckpt) in enumerate(MODES):
+        for c, name in enumerate(names):
+            mem = training_memory(configs[name], batch_size, precision=precision, checkpointing=ckpt)
+            for k, part in enumerate(PARTS):
+                fig.add_trace(go.Bar(
+                    name=part, x=[_mode_label(precision, ckpt).replace(" + ", "<br>+ ")], y=[getattr(mem, part) / GIB],
+                    marker_color=PALETTE[k], legendgroup=part, showlegend=c == 0, visible=m == 0,
+                    hovertemplate=f"{part}: %{{y:.1f}} GiB<br>total: {mem.total / GIB:.1f} GiB<extra>{name}</extra>"),
+                    row=1, col=c + 1)
+    per_mode = len(PARTS) * len(names)
+    buttons = [dict(label=_mode_label(p, c), method="update",
+                    args=[{"visible": [i // per_mode == m for i in range(len(MODES) * per_mode)]}])
+               for m, (p, c) in enumerate(MODES)]
+    fig.update_yaxes(title_text="GiB", row=1, col=1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(
+        barmode="stack", height=500, margin=dict(t=130),
+        title=f"Training memory with AdamW<br><sup>batch {batch_size} at full context</sup>",
+        updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.22, yanchor="bottom")])
+    return fig
+
+
+def compute_figure(runs: Mapping[str, tuple[ModelConfig, float]], mfus: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6),
+                   default_mfu: float = 0.4) -> go.Figure:
+    """GPU-hours to train each (config, token budget) on each GPU; a slider sets the model-FLOPs utilisation."""
+    names, gpus = list(runs), list(GPU_PEAK_FLOPS)
+
+    def hours(gpu: str, mfu: float) -> list[float]:
+        return [training_compute(cfg, tokens, gpu=gpu, mfu=mfu).gpu_hours for cfg, tokens in runs.values()]
+
+    fig = go.Figure([go.Bar(name=gpu, x=names, y=hours(gpu, default_mfu),
+                            hovertemplate="%{y:,.0f} GPU-hours<extra>" + gpu + "</extra>") for gpu in gpus])
+    steps = [dict(label=f"{mfu:.0%}", method="restyle", args=[{"y": [hours(gpu, mfu) for gpu in gpus]}])
+             for mfu in mfus]
+    fig.update_layout(
+        barmode="group", height=500, yaxis_type="log", yaxis_title="GPU-hours (log scale)",
+        title="GPU-hours to train (6·N·D rule plus attention)",
+        sliders=[dict(steps=steps, active=mfus.index(default_mfu), currentvalue=dict(prefix="MFU: "),
+                      pad=dict(t=50))])
+    return fig
+
+
+def _summary_html(cfg: ModelConfig, batch: int, seq_len: int, precision: str, ckpt: bool) -> str:
+    mem = training_memory(cfg, batch, seq_len, precision=precision, checkpointing=ckpt)
+    rows = [("parameters", f"{parameter_count(cfg) / 1e6:,.1f} M")]
+    rows += [(part, f"{getattr(mem, part) / GIB:,.2f} GiB") for part in PARTS]
+    rows += [("<b>total</b>", f"<b>{mem.total / GIB:,.2f} GiB</b>")]
+    body = "".join(f"<tr><td>{k}</td><td style='text-align:right'>{v}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def calculator_widget(preset: str = "gpt2") -> tuple[W.Widget, go.Figure]:
+    """A live calculator: sliders for the shape and batch, toggles for precision and checkpointing.
+    Returns the widget and a figure of its initial state (the PDF shows that figure)."""
+    base = get_preset(preset)
+    layers = W.IntSlider(base.n_layer, min=1, max=48, description="layers")
+    width = W.SelectionSlider(options=[64 * k for k in range(1, 65)], value=base.d_model, description="d_model")
+    heads = W.IntSlider(base.n_head, min=1, max=64, description="heads")
+    batch = W.IntSlider(8, min=1, max=64, description="batch")
+    seq = W.SelectionSlider(options=[2**k for k in range(6, 14)], value=min(base.context_length, 8192),
+                            description="context")
+    precision = W.ToggleButtons(options=["fp32", "bf16-mixed"], description="precision")
+    ckpt = W.Checkbox(False, description="activation checkpointing")
+    out = W.HTML()
+
+    def update(_: object = None) -> None:
+        try:
+            cfg = base.replace(n_layer=layers.value, d_model=width.value, n_head=heads.value, n_kv_head=None,
+                               context_length=max(seq.value, 1))
+            out.value = _summary_html(cfg, batch.value, seq.value, precision.value, ckpt.value)
+        except ValueError as err:  # e.g. d_model not divisible by heads: say so instead of failing
+            out.value = f"<span style='color:#D55E00'>{err}</span>"
+
+    for control in (layers, width, heads, batch, seq, precision, ckpt):
+        control.observe(update, names="value")
+    update()
+    widget = W.HBox([W.VBox([layers, width, heads, batch, seq, precision, ckpt]), out])
+    snapshot = memory_figure({f"{preset} (as set)": base.replace(context_length=seq.value)}, batch_size=batch.value)
+    return widget, snapshot
