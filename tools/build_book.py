@@ -1,0 +1,120 @@
+"""Build the course book to static HTML and PDF, with no internet but the package registries.
+
+    python tools/build_book.py            # HTML and PDF
+    python tools/build_book.py --html     # HTML only
+    python tools/build_book.py --strict   # warnings are errors (the test build)
+
+Third-party JavaScript (plotly.js, require.js, the ipywidgets HTML manager, MathJax) is never committed: it is copied
+from the installed plotly package or fetched from the npm registry into book/assets/vendor/ before the build.
+Notebooks are executed during the build with LLMCOURSE_BOOK_BUILD=1, which makes llmcourse.viz emit figures as
+interactive HTML plus a PNG for the PDF.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENDOR = ROOT / "book" / "assets" / "vendor"
+BUILD = ROOT / "_build"
+HTML_INDEX = BUILD / "html" / "index.html"
+PDF = BUILD / "latex" / "llmcourse.pdf"
+TEX_APT = ("texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk texlive-xetex "
+           "fonts-freefont-otf")
+# (npm package, prefix of the files wanted inside its tarball, folder under vendor/); versions match ipywidgets 8
+NPM_ASSETS = [
+    ("requirejs@2.3.7", "package/require.js", ""),
+    ("@jupyter-widgets/html-manager@1.0.6", "package/dist/", ""),
+    ("mathjax@3.2.2", "package/es5/", "mathjax"),
+]
+SKIP_SUFFIXES = (".map",)
+
+
+def _extract(tarball: Path, prefix: str, dest: Path) -> int:
+    count = 0
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or not member.name.startswith(prefix) or member.name.endswith(SKIP_SUFFIXES):
+                continue
+            relative = Path(member.name).name if member.name == prefix else member.name[len(prefix):]
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+            count += 1
+    return count
+
+
+def fetch_assets() -> None:
+    """Fill book/assets/vendor/ once: plotly.js from the installed plotly, the rest from the npm registry."""
+    import plotly
+
+    VENDOR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", VENDOR / "plotly.min.js")
+    for spec, prefix, folder in NPM_ASSETS:
+        stamp = VENDOR / f".fetched-{spec.replace('/', '_')}"
+        if stamp.exists():
+            continue
+        npm = shutil.which("npm")
+        if npm is None:
+            sys.exit("The book's JavaScript assets come from the npm registry, but npm is not installed.\n"
+                     "Install it (Debian/Ubuntu: apt-get install npm) or run scripts/setup.sh.")
+        with tempfile.TemporaryDirectory() as tmp:
+            result = subprocess.run([npm, "pack", "--silent", spec, "--pack-destination", tmp],
+                                    capture_output=True, text=True)
+            tarballs = list(Path(tmp).glob("*.tgz"))
+            if result.returncode != 0 or len(tarballs) != 1:
+                sys.exit(f"npm pack {spec} failed:\n{result.stderr.strip()}")
+            if _extract(tarballs[0], prefix, VENDOR / folder) == 0:
+                sys.exit(f"npm package {spec} holds no files under {prefix}")
+        stamp.touch()
+
+
+def check_tex() -> None:
+    missing = [tool for tool in ("xelatex", "latexmk") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"The PDF needs TeX ({', '.join(missing)} not found). On Debian/Ubuntu install it with:\n"
+                 f"  apt-get install -y --no-install-recommends {TEX_APT}\n"
+                 f"or build the HTML alone with: python tools/build_book.py --html")
+
+
+def jupyter_book(builder: str, strict: bool) -> None:
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--builder", builder]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    env = {**os.environ, "LLMCOURSE_BOOK_BUILD": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    start = time.time()
+    result = subprocess.run(cmd, cwd=ROOT, env=env)
+    if result.returncode != 0:
+        sys.exit(f"jupyter-book build --builder {builder} failed (exit {result.returncode}); see the log above")
+    print(f"[build_book] {builder} built in {time.time() - start:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--html", action="store_true", help="build the HTML only")
+    parser.add_argument("--pdf", action="store_true", help="build the PDF only")
+    parser.add_argument("--strict", action="store_true", help="turn warnings into errors")
+    args = parser.parse_args(argv)
+    html, pdf = (True, True) if args.html == args.pdf else (args.html, args.pdf)
+    if pdf:
+        check_tex()  # fail before spending minutes on the HTML
+    fetch_assets()
+    if html:
+        jupyter_book("html", args.strict)
+        print(f"HTML: {HTML_INDEX}")
+    if pdf:
+        jupyter_book("pdflatex", args.strict)
+        if not PDF.exists():
+            sys.exit(f"the PDF build finished but {PDF} is missing")
+        print(f"PDF:  {PDF}")
+
+
+if __name__ == "__main__":
+    main()
