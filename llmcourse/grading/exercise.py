@@ -1,0 +1,121 @@
+"""What an exercise is: the learner's function name, cases drawn at random, the package's reference answer, and a
+comparison that explains the first difference. Exercises register themselves by id ("1.2") when their chapter's
+module is imported.
+
+>>> ex = get_exercise("1.1")
+>>> ex.function, ex.points
+('count_bigrams', 2)
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+# chapter number -> module that defines its exercises (imported on first use)
+CHAPTER_MODULES = {1: "llmcourse.grading.chapter01"}
+
+Case = tuple[str, tuple[Any, ...]]  # (label shown when it fails, positional arguments)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    title: str
+    function: str  # the name the learner's notebook defines
+    points: int
+    cases: Callable[[torch.Generator], list[Case]]  # inputs: plain tensors, numbers, strings, lists and dicts only
+    reference: Callable[..., Any]  # the package's answer for one case
+    compare: Callable[[Any, Any], str | None]  # (expected, got) -> None if right, else what is wrong
+    hint: str
+
+    @property
+    def chapter(self) -> int:
+        return int(self.id.split(".")[0])
+
+    def stub_message(self) -> str:
+        return f"Exercise {self.id}: {self.title}. Replace this line with your code."
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def register(exercise: Exercise) -> Exercise:
+    if exercise.id in _REGISTRY:
+        raise ValueError(f"exercise {exercise.id} is registered twice")
+    _REGISTRY[exercise.id] = exercise
+    return exercise
+
+
+def chapter_exercises(chapter: int) -> list[Exercise]:
+    """The exercises of `chapter`, in order."""
+    if chapter not in CHAPTER_MODULES:
+        raise ValueError(f"chapter {chapter} has no exercises; chapters with exercises: "
+                         f"{', '.join(map(str, sorted(CHAPTER_MODULES)))}")
+    importlib.import_module(CHAPTER_MODULES[chapter])
+    return sorted((e for e in _REGISTRY.values() if e.chapter == chapter),
+                  key=lambda e: tuple(int(p) for p in e.id.split(".")))
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    try:
+        chapter = int(str(exercise_id).split(".")[0])
+        return next(e for e in chapter_exercises(chapter) if e.id == exercise_id)
+    except (ValueError, StopIteration):
+        known = ", ".join(e.id for c in CHAPTER_MODULES for e in chapter_exercises(c))
+        raise ValueError(f"unknown exercise {exercise_id!r}; the exercises are: {known}") from None
+
+
+# --- comparisons: each returns None when `got` is right, else a sentence a learner can act on -----------------------
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}"[:120]
+
+
+def same_tensor(expected: torch.Tensor, got: Any, atol: float = 0.0, rtol: float = 0.0) -> str | None:
+    """Exact (or, with tolerances, close) tensor equality, with the shape and the first wrong entry explained."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a torch.Tensor of shape {tuple(expected.shape)}, got {_describe(got)}"
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got shape {tuple(got.shape)}"
+    if got.dtype.is_floating_point != expected.dtype.is_floating_point:
+        kind = "floating-point" if expected.dtype.is_floating_point else "integer"
+        return f"expected an {kind} tensor (like {expected.dtype}), got dtype {got.dtype}"
+    diff = ~torch.isclose(got.double(), expected.double(), atol=atol, rtol=rtol, equal_nan=True)
+    if diff.any():
+        where = tuple(int(i) for i in diff.nonzero()[0])
+        return f"at index {where} expected {expected[where].item():.6g}, got {got[where].item():.6g}"
+    return None
+
+
+def close_number(expected: float, got: Any, rel: float = 1e-6) -> str | None:
+    """A Python number or a one-element tensor close to `expected`."""
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            return f"expected a single number, got {_describe(got)}"
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        return f"expected a number, got {_describe(got)}"
+    if math.isinf(expected) and got == expected:
+        return None
+    if not math.isclose(got, expected, rel_tol=rel, abs_tol=1e-12):
+        return f"expected {expected:.6g}, got {got:.6g}"
+    return None
+
+
+def exact_int(expected: int, got: Any) -> str | None:
+    if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.dtype.is_floating_point:
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, int):
+        return f"expected an int, got {_describe(got)}"
+    return None if got == expected else f"expected {expected:,}, got {got:,} (off by {got - expected:+,})"
+
+
+def describe_case(label: str, args: Sequence[Any]) -> str:
+    shown = ", ".join(_describe(a) if isinstance(a, torch.Tensor) else repr(a) for a in args)
+    return f"{label}: called with ({shown})"
