@@ -1,0 +1,93 @@
+"""The course's command line: `python -m llmcourse COMMAND` (or `llmcourse COMMAND`).
+
+    grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]   score learner notebooks
+    exercises [--check]                                             regenerate exercises/ from solutions/
+    corpus fetch NAME | corpus list                                 fetch (and cache) or list the corpora
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from llmcourse.grading.grader import (GradingError, format_table, grade_notebook, read_notebook,
+                                          report_gradescope, report_json, write_json_atomically)
+
+    paths = [Path(p) for p in args.notebooks]
+    try:
+        for path in paths:  # every notebook must be gradable before anything runs or is written
+            read_notebook(path)
+    except GradingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    grades = [grade_notebook(p, cell_timeout=args.cell_timeout, exercise_timeout=args.exercise_timeout)
+              for p in paths]
+    for grade in grades:
+        print(format_table(grade))
+    if args.json:
+        write_json_atomically(Path(args.json), report_json(grades))
+    if args.gradescope:
+        write_json_atomically(Path(args.gradescope), report_gradescope(grades))
+    return 0
+
+
+def _exercises(args: argparse.Namespace) -> int:
+    from llmcourse.grading.generate import generate
+
+    stale = generate(Path(args.solutions), Path(args.exercises), check_only=args.check)
+    for line in stale:
+        print(line)
+    if args.check and stale:
+        print("run `python -m llmcourse exercises` to regenerate exercises/ from solutions/", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from llmcourse.corpus import CorpusError, available_corpora, load_corpus
+
+    if args.action == "list":
+        for name, description in available_corpora().items():
+            print(f"{name:<20} {description}")
+        return 0
+    try:
+        corpus = load_corpus(args.name)
+    except (ValueError, CorpusError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{corpus.name}: {len(corpus.documents)} documents, {len(corpus):,} characters")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmcourse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    grade = commands.add_parser("grade", help="score learner notebooks")
+    grade.add_argument("notebooks", nargs="+")
+    grade.add_argument("--json", help="write the report here (score, max_score, each exercise)")
+    grade.add_argument("--gradescope", help="write a Gradescope results.json here")
+    grade.add_argument("--cell-timeout", type=float, default=120, help="seconds per notebook cell (default 120)")
+    grade.add_argument("--exercise-timeout", type=float, default=30, help="seconds per exercise (default 30)")
+    grade.set_defaults(run=_grade)
+
+    exercises = commands.add_parser("exercises", help="regenerate exercises/ from solutions/")
+    exercises.add_argument("--check", action="store_true", help="only report whether exercises/ is up to date")
+    exercises.add_argument("--solutions", default="solutions")
+    exercises.add_argument("--exercises", default="exercises")
+    exercises.set_defaults(run=_exercises)
+
+    corpus = commands.add_parser("corpus", help="fetch or list corpora")
+    corpus.add_argument("action", choices=["fetch", "list"])
+    corpus.add_argument("name", nargs="?", default="shakespeare")
+    corpus.set_defaults(run=_corpus)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Grade whole notebooks: `python -m llmcourse grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]`.
+
+How a grade stays correct whatever the notebook does:
+- The cases and the package's answers are computed here, in the grader's process, before any learner code runs,
+  from a seed drawn fresh for each run.
+- The learner's notebook runs in a separate kernel (see kernel.py). Only the inputs go in; the learner's function's
+  outputs come back as plain tensors and numbers, loaded with torch.load(weights_only=True), and are compared here.
+  Whatever the notebook patches (torch, llmcourse, `check`, print) lives and dies in its own kernel.
+- The notebook's own check cells and printed output are ignored.
+
+What it does not protect against is listed in the book's page on exercises: above all, it is not a security sandbox.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import torch
+
+from llmcourse.grading.exercise import Exercise, chapter_exercises
+from llmcourse.grading.feedback import CheckResult, judge, reference_cases
+from llmcourse.grading.kernel import run_with_jobs
+
+
+class GradingError(ValueError):
+    """The notebook cannot be graded at all (missing, not a notebook, unknown chapter)."""
+
+
+# Runs inside the learner's kernel: self-contained (it imports nothing from llmcourse) and sends back plain data only.
+JOB_SOURCE = '''\
+def _llmcourse_grading_job(inputs, outputs, name):
+    import torch
+    fn = globals().get(name)
+    results = []
+    if not callable(fn):
+        results.append(("missing", name))
+    else:
+        for args in torch.load(inputs, weights_only=True):
+            try:
+                value, kind = fn(*args), "ok"
+            except NotImplementedError as err:
+                value, kind = str(err), "not implemented"
+            except BaseException as err:
+                value, kind = f"{type(err).__name__}: {err}", "error"
+            if kind == "ok":
+                if isinstance(value, torch.Tensor):
+                    value = value.detach().cpu().as_subclass(torch.Tensor).clone()
+                elif type(value) not in (int, float, bool, str):
+                    value, kind = f"returned {type(value).__name__}, which is not a tensor or a number", "error"
+            results.append((kind, value))
+            if kind != "ok":
+                break
+    torch.save(results, outputs)
+'''
+
+
+@dataclass
+class NotebookGrade:
+    notebook: str
+    chapter: int
+    results: list[CheckResult]
+    problems: list[str]  # cells that timed out or crashed the kernel
+
+    @property
+    def score(self) -> int:
+        return sum(r.points for r in self.results)
+
+    @property
+    def max_score(self) -> int:
+        return sum(r.max_points for r in self.results)
+
+
+def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, int]:
+    """The notebook at `path` and its chapter, or a GradingError that says what is wrong."""
+    if not path.exists():
+        raise GradingError(f"{path}: no such file")
+    if path.suffix != ".ipynb":
+        raise GradingError(f"{path}: not a notebook (expected a .ipynb file)")
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # noqa: BLE001 - JSON errors, schema errors, unreadable files
+        raise GradingError(f"{path}: not a valid Jupyter notebook ({type(err).__name__}: {err})") from None
+    chapter = nb.metadata.get("llmcourse", {}).get("chapter")
+    if chapter is None:
+        match = re.match(r"ch(\d+)", path.name)
+        chapter = int(match.group(1)) if match else None
+    if not isinstance(chapter, int):
+        raise GradingError(f"{path}: cannot tell which chapter this notebook is for (no llmcourse.chapter in its "
+                           f"metadata, and its name does not start with chNN)")
+    try:
+        chapter_exercises(chapter)
+    except ValueError as err:
+        raise GradingError(f"{path}: {err}") from None
+    return nb, chapter
+
+
+def _result_from_outputs(exercise: Exercise, cases: list[Any], status: str, out_file: Path) -> CheckResult:
+    if status != "ran":
+        return CheckResult(exercise.id, "error", f"{exercise.title}: calling {exercise.function} {status}", 0,
+                           exercise.points)
+    try:
+        outcomes = torch.load(out_file, weights_only=True)
+        if not isinstance(outcomes, list) or not all(isinstance(o, tuple) and len(o) == 2 for o in outcomes):
+            raise ValueError("unexpected structure")
+    except Exception as err:  # noqa: BLE001 - missing, tampered or unloadable results
+        return CheckResult(exercise.id, "error", f"{exercise.title}: no usable result from {exercise.function} "
+                                                 f"({type(err).__name__})", 0, exercise.points)
+    if outcomes and outcomes[0][0] == "missing":
+        return CheckResult(exercise.id, "not attempted", f"{exercise.title}: the notebook does not define "
+                                                         f"{exercise.function}", 0, exercise.points)
+    return judge(exercise, cases, outcomes)
+
+
+def grade_notebook(path: Path, cell_timeout: float = 120, exercise_timeout: float = 30,
+                   seed: int | None = None) -> NotebookGrade:
+    nb, chapter = read_notebook(path)
+    exercises = chapter_exercises(chapter)
+    prepared = {ex.id: reference_cases(ex, seed) for ex in exercises}  # before any learner code runs
+    with tempfile.TemporaryDirectory(prefix="llmcourse-grade-") as tmp:
+        jobs = {}
+        for ex in exercises:
+            inputs, outputs = Path(tmp) / f"{ex.id}.in.pt", Path(tmp) / f"{ex.id}.out.pt"
+            torch.save([args for _, args, _ in prepared[ex.id]], inputs)
+            jobs[ex.id] = JOB_SOURCE + f"_llmcourse_grading_job({str(inputs)!r}, {str(outputs)!r}, {ex.function!r})\n"
+        run = run_with_jobs(nb, jobs, path.resolve().parent, Path(tmp), cell_timeout, exercise_timeout)
+        results = [_result_from_outputs(ex, prepared[ex.id], run.jobs.get(ex.id, "did not run"),
+                                        Path(tmp) / f"{ex.id}.out.pt") for ex in exercises]
+    problems = [f"cell {i + 1} {why} and was skipped" for i, why in sorted(run.failed_cells.items())]
+    return NotebookGrade(str(path), chapter, results, problems)
+
+
+def report_json(grades: list[NotebookGrade]) -> dict[str, Any]:
+    return {
+        "score": sum(g.score for g in grades),
+        "max_score": sum(g.max_score for g in grades),
+        "exercises": [{"notebook": g.notebook, "id": r.exercise, "status": r.status, "score": r.points,
+                       "max_score": r.max_points, "message": r.message} for g in grades for r in g.results],
+        "notebooks": [{"notebook": g.notebook, "chapter": g.chapter, "score": g.score, "max_score": g.max_score,
+                       "problems": g.problems} for g in grades],
+    }
+
+
+def report_gradescope(grades: list[NotebookGrade]) -> dict[str, Any]:
+    """Gradescope's autograder results.json format."""
+    return {
+        "score": sum(g.score for g in grades),
+        "tests": [{"name": f"Exercise {r.exercise}", "score": r.points, "max_score": r.max_points,
+                   "status": "passed" if r.status == "passed" else "failed", "output": r.message}
+                  for g in grades for r in g.results],
+    }
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        json.dump(data, tmp, indent=2, ensure_ascii=False)
+    os.replace(tmp.name, path)
+
+
+def format_table(grade: NotebookGrade) -> str:
+    lines = [f"{grade.notebook} (chapter {grade.chapter})"]
+    for r in grade.results:
+        first_line = r.message.splitlines()[0]
+        lines.append(f"  {r.exercise:<5} {r.points:>2}/{r.max_points:<2} {r.status:<14} {first_line}")
+    lines += [f"  ! {p}" for p in grade.problems]
+    lines.append(f"  total {grade.score}/{grade.max_score}")
+    return "\n".join(lines)
+
+
+__all__ = ["GradingError", "NotebookGrade", "grade_notebook", "read_notebook", "report_gradescope", "report_json",
+           "write_json_atomically", "format_table"]
