@@ -1,7 +1,8 @@
-"""Store notebooks reviewably: kernelspec and language name only, no editor metadata, and no outputs for book/
-notebooks (the book build executes them). solutions/ keep their outputs: nbval compares the pinned ones.
+"""Store notebooks reviewably: kernelspec, language name and the course's own metadata only, no editor metadata, and
+no outputs for book/ notebooks (the book build executes them). solutions/ keep their outputs, because nbval compares
+the pinned ones: `--execute` runs a notebook and stores its fresh outputs first.
 
-    python tools/clean_notebooks.py [PATH ...]     # default: every notebook in book/ and solutions/
+    python tools/clean_notebooks.py [--execute] [PATH ...]   # default: every notebook in book/ and solutions/
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def clean(path: Path) -> bool:
     """Rewrite `path` clean; return whether anything changed."""
     before = path.read_text()
     nb = nbformat.reads(before, as_version=4)
-    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+    course = {"llmcourse": nb.metadata["llmcourse"]} if "llmcourse" in nb.metadata else {}
+    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}, **course})
     keep_outputs = path.parent.name != "book"
     for cell in nb.cells:
         cell.metadata = nbformat.from_dict({k: v for k, v in cell.metadata.items() if k == "tags"})
@@ -30,9 +32,21 @@ def clean(path: Path) -> bool:
     return after != before
 
 
-def main(paths: list[str]) -> None:
+def execute(path: Path) -> None:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    nbformat.write(nb, path)
+
+
+def main(args: list[str]) -> None:
+    run_first = "--execute" in args
+    paths = [a for a in args if a != "--execute"]
     targets = [Path(p) for p in paths] or sorted([*ROOT.glob("book/*.ipynb"), *ROOT.glob("solutions/*.ipynb")])
     for path in targets:
+        if run_first:
+            execute(path)
         if clean(path):
             print(f"cleaned {path}")
 
