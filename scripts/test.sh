@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # README command 2: every test. Builds the book with warnings as errors, then runs pytest over the unit and parity
-# tests, the package's doctests, the browser and PDF checks of the built book, and every chapter under nbval.
+# tests, the package's doctests, the grader against hostile notebooks, the browser and PDF checks of the built book,
+# and every chapter, solution and exercise notebook under nbval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/setup.sh
 .venv/bin/python tools/build_book.py --strict
-.venv/bin/python -m pytest tests llmcourse book --doctest-modules --nbval-lax -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests llmcourse book solutions exercises --doctest-modules --nbval-lax -p no:cacheprovider "$@"
 echo "[test] done in $(( $(date +%s) - start )) s"

@@ -115,3 +115,11 @@ def test_pdf_build_without_tex_says_what_to_install(tmp_path):
                             capture_output=True, text=True, env={"PATH": str(tmp_path)})
     assert result.returncode != 0
     assert "apt-get install" in result.stderr and "texlive-xetex" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("exercises", sorted((ROOT / "exercises").glob("ch*.ipynb")), ids=lambda p: p.name)
+def test_each_chapter_links_its_exercises_in_colab(built_book, exercises):
+    chapter = exercises.name[2:4]  # "ch01_..." -> "01"
+    (page,) = (built_book / "html" / "book").glob(f"{chapter}_*.html")
+    owner_repo = REPOSITORY.removeprefix("https://github.com/")
+    assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/exercises/{exercises.name}" in page.read_text()
