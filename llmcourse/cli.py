@@ -46,7 +46,8 @@ def _exercises(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    from llmcourse.corpus import CorpusError, available_corpora, load_corpus
+    from llmcourse.corpus import available_corpora, load_corpus
+    from llmcourse.download import DownloadError
 
     if args.action == "list":
         for name, description in available_corpora().items():
@@ -54,7 +55,7 @@ def _corpus(args: argparse.Namespace) -> int:
         return 0
     try:
         corpus = load_corpus(args.name)
-    except (ValueError, CorpusError) as err:
+    except (ValueError, DownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{corpus.name}: {len(corpus.documents)} documents, {len(corpus):,} characters")

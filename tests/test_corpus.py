@@ -1,4 +1,5 @@
-"""Fetching and caching corpora, with real files: a local archive served by file:// URLs, and the package index."""
+"""Fetching and caching (llmcourse.download) and the corpus registry, with real files: a local archive served by file://
+URLs, and the package index."""
 import hashlib
 import io
 import tarfile
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmcourse import corpus as C
+from llmcourse import download as D
 
 
 def make_archive(path: Path, files: dict[str, str]) -> str:
@@ -42,30 +44,30 @@ def test_unknown_corpus_names_the_known_ones():
 def test_fetch_verifies_and_caches(archive, tmp_path):
     path, sha = archive
     cache = tmp_path / "cache"
-    got = C.fetch_verified(path.name, sha, [C.Url(path.as_uri())], cache=cache)
-    assert got == cache / path.name and C.sha256_of(got) == sha
+    got = D.fetch_verified(path.name, sha, [D.Url(path.as_uri())], cache=cache)
+    assert got == cache / path.name and D.sha256_of(got) == sha
     # second call: served from the cache, even with no working source
-    assert C.fetch_verified(path.name, sha, [C.Url("file:///nonexistent/x.tar.gz")], cache=cache) == got
+    assert D.fetch_verified(path.name, sha, [D.Url("file:///nonexistent/x.tar.gz")], cache=cache) == got
 
 
 def test_hash_mismatch_is_an_error_and_leaves_nothing_behind(archive, tmp_path):
     path, _ = archive
     cache = tmp_path / "cache"
-    with pytest.raises(C.CorpusError, match="sha256 mismatch"):
-        C.fetch_verified(path.name, "0" * 64, [C.Url(path.as_uri())], cache=cache)
+    with pytest.raises(D.DownloadError, match="sha256 mismatch"):
+        D.fetch_verified(path.name, "0" * 64, [D.Url(path.as_uri())], cache=cache)
     assert list(cache.iterdir()) == []
 
 
 def test_failed_source_falls_back_to_the_next(archive, tmp_path):
     path, sha = archive
-    sources = [C.Url("file:///nonexistent/texts-1.0.tar.gz"), C.Url(path.as_uri())]
-    assert C.fetch_verified(path.name, sha, sources, cache=tmp_path / "c").exists()
+    sources = [D.Url("file:///nonexistent/texts-1.0.tar.gz"), D.Url(path.as_uri())]
+    assert D.fetch_verified(path.name, sha, sources, cache=tmp_path / "c").exists()
 
 
 def test_all_sources_failing_explains_each_failure(tmp_path):
-    with pytest.raises(C.CorpusError) as err:
-        C.fetch_verified("x.tar.gz", "0" * 64, [C.Url("file:///nonexistent/x.tar.gz"),
-                                                 C.PipSdist("llmcourse-no-such-package==0.0.1")], cache=tmp_path)
+    with pytest.raises(D.DownloadError) as err:
+        D.fetch_verified("x.tar.gz", "0" * 64, [D.Url("file:///nonexistent/x.tar.gz"),
+                                                 D.PipSdist("llmcourse-no-such-package==0.0.1")], cache=tmp_path)
     message = str(err.value)
     assert "file:///nonexistent/x.tar.gz" in message and "pip download" in message and "LLMCOURSE_CACHE" in message
     assert list(tmp_path.iterdir()) == []
@@ -76,13 +78,13 @@ def test_corrupt_cached_file_is_fetched_again(archive, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / path.name).write_bytes(b"truncated")
-    got = C.fetch_verified(path.name, sha, [C.Url(path.as_uri())], cache=cache)
-    assert C.sha256_of(got) == sha
+    got = D.fetch_verified(path.name, sha, [D.Url(path.as_uri())], cache=cache)
+    assert D.sha256_of(got) == sha
 
 
 def test_archive_corpus_reads_matching_members_as_documents(archive, tmp_path, monkeypatch):
     path, sha = archive
-    entry = C.ArchiveCorpus(name="test", archive=path.name, sha256=sha, sources=(C.Url(path.as_uri()),),
+    entry = C.ArchiveCorpus(name="test", archive=path.name, sha256=sha, sources=(D.Url(path.as_uri()),),
                             members="*/*_gut.txt", credit="", description="test",
                             title=lambda m: Path(m).stem.removesuffix("_gut"))
     monkeypatch.setitem(C.REGISTRY, "test", entry)
