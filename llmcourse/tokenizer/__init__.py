@@ -1,0 +1,8 @@
+"""Byte-level BPE from scratch: pre-tokenization, training, encoding and decoding, files, and GPT-2's vocabulary."""
+from llmcourse.tokenizer.bpe import Tokenizer, merge_chunk
+from llmcourse.tokenizer.files import TokenizerFileError, load_gpt2, load_tokenizer, save_tokenizer
+from llmcourse.tokenizer.pretokenize import GPT2_PATTERN, split
+from llmcourse.tokenizer.training import train_bpe
+
+__all__ = ["GPT2_PATTERN", "Tokenizer", "TokenizerFileError", "load_gpt2", "load_tokenizer", "merge_chunk",
+           "save_tokenizer", "split", "train_bpe"]

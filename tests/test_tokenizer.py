@@ -1,0 +1,168 @@
+"""BPE against independent references: tiktoken (OpenAI's Rust implementation) for encoding, and a naive trainer
+that recounts every pair after every merge for training."""
+import inspect
+import json
+import random
+from collections import Counter
+
+import pytest
+import tiktoken
+
+from llmcourse.corpus import load_corpus
+from llmcourse.tokenizer import (GPT2_PATTERN, Tokenizer, TokenizerFileError, load_gpt2, load_tokenizer,
+                                 save_tokenizer, split, train_bpe)
+
+TINY = load_corpus("tiny").text
+SPECIAL = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return load_gpt2()
+
+
+@pytest.fixture(scope="module")
+def gpt2_tiktoken(gpt2):
+    # built from the same verified ranks file tiktoken itself downloads for "gpt2"
+    return tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=gpt2.ranks,
+                             special_tokens={SPECIAL: 50256})
+
+
+def varied_text(min_bytes: int = 1_000_000) -> str:
+    """Prose, Python source, whitespace runs, numbers, contractions, CJK, emoji and random Unicode."""
+    rng = random.Random(0)
+    import collections, email, json as json_module, typing
+    code = "".join(inspect.getsource(m) for m in (collections, typing, json_module.decoder, email.message))
+    parts = [load_corpus("shakespeare").text[:600_000], code[:250_000]]
+    parts += ["\t\t  \n\n\n   x  \r\n" * 50, " ".join(str(rng.randint(0, 10**12)) for _ in range(3000)),
+              "I'm you're he'll they've we'd it's DON'T I'M " * 200,
+              "机器学习是人工智能的一个分支。東京は日本の首都です。한국어 텍스트도 있습니다. " * 300,
+              "🚀🔥 emoji 👩‍👩‍👧‍👦 family 🇯🇵 flags ✨🎉 " * 300]
+    while sum(len(p.encode()) for p in parts) < min_bytes:
+        parts.append("".join(chr(rng.choice([rng.randint(0x20, 0x7E), rng.randint(0xA0, 0x2FFF),
+                                              rng.randint(0x1F300, 0x1FAFF)])) for _ in range(2000)))
+    return "\n".join(parts)
+
+
+def test_gpt2_hello_world(gpt2):
+    assert gpt2.encode("Hello, world!") == [15496, 11, 995, 0]
+
+
+def test_gpt2_parity_with_tiktoken_on_a_megabyte_of_varied_text(gpt2, gpt2_tiktoken):
+    text = varied_text()
+    assert len(text.encode()) >= 1_000_000
+    assert gpt2.encode(text) == gpt2_tiktoken.encode(text)
+
+
+@pytest.mark.parametrize("text", ["", " ", "hello world", "   leading", "trailing   ", "a\n\n\nb", "  \t\n x",
+                                  "12345678901234567890", "it's I'd we'll you've THEY'RE", "Ünïcödé façade",
+                                  "日本語のテキスト", "🤖🦜", "x" * 500, "def f(x):\n    return x ** 2\n"])
+def test_gpt2_parity_cases(gpt2, gpt2_tiktoken, text):
+    assert gpt2.encode(text) == gpt2_tiktoken.encode(text)
+    assert gpt2.decode(gpt2.encode(text)) == text
+
+
+def test_special_tokens_behave_as_in_tiktoken(gpt2, gpt2_tiktoken):
+    text = f"end{SPECIAL}start"
+    with pytest.raises(ValueError, match="special token"):
+        gpt2.encode(text)
+    with pytest.raises(ValueError):
+        gpt2_tiktoken.encode(text)
+    assert gpt2.encode(text, allowed_special={SPECIAL}) == gpt2_tiktoken.encode(text, allowed_special={SPECIAL})
+    assert 50256 in gpt2.encode(text, allowed_special="all")
+    assert gpt2.encode(text, disallowed_special=()) == gpt2_tiktoken.encode(text, disallowed_special=())
+
+
+def test_arbitrary_bytes_round_trip_exactly(gpt2):
+    rng = random.Random(1)
+    for _ in range(50):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400)))
+        assert gpt2.decode_bytes(gpt2.encode_bytes(data)) == data
+    broken = "ok".encode() + b"\xff\xfe" + "é".encode()[:1]
+    assert gpt2.decode(gpt2.encode_bytes(broken)) == "ok\ufffd\ufffd\ufffd"  # default errors="replace"
+
+
+def test_any_python_string_round_trips(gpt2):
+    rng = random.Random(2)
+    for _ in range(50):
+        text = "".join(chr(rng.randrange(0x110000)) for _ in range(rng.randrange(1, 100)))
+        assert gpt2.decode(gpt2.encode(text, disallowed_special=()), errors="surrogatepass") == text
+
+
+def naive_train(text: str, vocab_size: int) -> dict[bytes, int]:
+    """The textbook algorithm, independent of ours: recount all pairs after every merge; same tie-break."""
+    chunks = Counter(split(text))
+    words = {tuple(bytes([b]) for b in c.encode()): n for c, n in chunks.items()}
+    ranks = {bytes([b]): b for b in range(256)}
+    while len(ranks) < vocab_size:
+        pairs = Counter()
+        for word, n in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += n
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], ranks[p[0]], ranks[p[1]]))
+        ranks.setdefault(best[0] + best[1], len(ranks))
+        merged = {}
+        for word, n in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] = merged.get(tuple(out), 0) + n
+        words = merged
+    return ranks
+
+
+@pytest.mark.parametrize("vocab_size", [256, 300, 420])
+def test_incremental_training_equals_the_naive_algorithm(vocab_size):
+    assert train_bpe(TINY, vocab_size) == naive_train(TINY, vocab_size)
+
+
+def test_trained_tokenizer_round_trips_and_its_tiktoken_fast_path_agrees():
+    text = load_corpus("shakespeare").text[:300_000]
+    tok = Tokenizer.train(text, 1000, special_tokens=[SPECIAL])
+    assert tok.n_vocab == 1000 and tok.special_tokens == {SPECIAL: 999}
+    sample = text[-50_000:] + " Ünïcödé 日本 🚀"
+    ids = tok.encode(sample)
+    assert tok.decode(ids) == sample
+    assert tok.to_tiktoken().encode(sample) == ids
+
+
+def test_save_and_load_round_trip(tmp_path):
+    tok = Tokenizer.train(TINY, 300, special_tokens=[SPECIAL], name="tiny-300")
+    save_tokenizer(tok, tmp_path / "tok.json")
+    again = load_tokenizer(tmp_path / "tok.json")
+    assert again.ranks == tok.ranks and again.special_tokens == tok.special_tokens and again.name == "tiny-300"
+    assert again.encode(TINY) == tok.encode(TINY)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_text(p.read_text()[:-40]), "not valid JSON"),
+    (lambda p: p.write_text(p.read_text().replace('"AA=="', '"AQ=="', 1)), "checksum mismatch"),
+    (lambda p: p.write_text(json.dumps({"format": "other"})), "not an llmcourse-bpe file"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "version": 99})), "version 99"),
+    (lambda p: p.unlink(), "no such file"),
+])
+def test_corrupt_or_foreign_tokenizer_files_are_refused(tmp_path, damage, message):
+    path = tmp_path / "tok.json"
+    save_tokenizer(Tokenizer.train(TINY, 280), path)
+    damage(path)
+    with pytest.raises(TokenizerFileError, match=message):
+        load_tokenizer(path)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: Tokenizer.train("", 300), "empty text"),
+    (lambda: Tokenizer.train(TINY, 256, special_tokens=[SPECIAL]), "at least 257"),
+    (lambda: Tokenizer.train(TINY, 260).decode([5000]), "not in the vocabulary"),
+    (lambda: Tokenizer({b"a": 0}), "every single byte"),
+    (lambda: Tokenizer.train(TINY, 260).encode("x", allowed_special={"<|nope|>"}), "not special tokens"),
+])
+def test_bad_input_is_explained(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
