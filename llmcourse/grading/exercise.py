@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 # chapter number -> module that defines its exercises (imported on first use)
-CHAPTER_MODULES = {1: "llmcourse.grading.chapter01"}
+CHAPTER_MODULES = {1: "llmcourse.grading.chapter01", 2: "llmcourse.grading.chapter02",
+                   3: "llmcourse.grading.chapter03"}
 
 Case = tuple[str, tuple[Any, ...]]  # (label shown when it fails, positional arguments)
 
@@ -114,6 +115,34 @@ def exact_int(expected: int, got: Any) -> str | None:
     if isinstance(got, bool) or not isinstance(got, int):
         return f"expected an int, got {_describe(got)}"
     return None if got == expected else f"expected {expected:,}, got {got:,} (off by {got - expected:+,})"
+
+
+def same_set(expected: set, got: Any) -> str | None:
+    if not isinstance(got, (set, frozenset)):
+        return f"expected a set, got {_describe(got)}"
+    missing, extra = expected - got, got - expected
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {sorted(missing, key=repr)[0]!r})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected (e.g. {sorted(extra, key=repr)[0]!r})")
+        return "the sets differ: " + ", ".join(parts)
+    return None
+
+
+def same_sequence(expected: Sequence[Any], got: Any) -> str | None:
+    """Equal lists or tuples of plain values (ints, pairs of ints), with the first difference explained."""
+    if not isinstance(got, (list, tuple)):
+        return f"expected a {type(expected).__name__} of length {len(expected)}, got {_describe(got)}"
+    normalise = lambda xs: [tuple(x) if isinstance(x, (list, tuple)) else x for x in xs]
+    want, have = normalise(expected), normalise(got)
+    for i, (a, b) in enumerate(zip(want, have)):
+        if a != b:
+            return f"at position {i} expected {a!r}, got {b!r}"
+    if len(want) != len(have):
+        return f"expected {len(want)} items, got {len(have)}"
+    return None
 
 
 def describe_case(label: str, args: Sequence[Any]) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from llmcourse.grading.exercise import Exercise, describe_case, get_exercise
+from llmcourse.grading.transport import from_plain, to_plain
 
 DEFAULT_TIME_LIMIT = 10.0  # seconds for all of one exercise's cases
 
@@ -65,7 +66,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 def outcome_of_call(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
     """Call learner code once: ("ok", value), ("not implemented", message) or ("error", "Type: message")."""
     try:
-        return "ok", function(*args)
+        return "ok", from_plain(to_plain(function(*args)))  # the same view of the answer as the grader's
     except NotImplementedError as err:
         return "not implemented", str(err)
     except CheckTimeout:

@@ -12,6 +12,7 @@ What it does not protect against is listed in the book's page on exercises: abov
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -26,14 +27,16 @@ import torch
 from llmcourse.grading.exercise import Exercise, chapter_exercises
 from llmcourse.grading.feedback import CheckResult, judge, reference_cases
 from llmcourse.grading.kernel import run_with_jobs
+from llmcourse.grading.transport import from_plain, to_plain
 
 
 class GradingError(ValueError):
     """The notebook cannot be graded at all (missing, not a notebook, unknown chapter)."""
 
 
-# Runs inside the learner's kernel: self-contained (it imports nothing from llmcourse) and sends back plain data only.
-JOB_SOURCE = '''\
+# Runs inside the learner's kernel: self-contained (to_plain travels as source; nothing is imported from llmcourse),
+# and sends back plain data only.
+JOB_SOURCE = inspect.getsource(to_plain) + '''
 def _llmcourse_grading_job(inputs, outputs, name):
     import torch
     fn = globals().get(name)
@@ -43,16 +46,11 @@ def _llmcourse_grading_job(inputs, outputs, name):
     else:
         for args in torch.load(inputs, weights_only=True):
             try:
-                value, kind = fn(*args), "ok"
+                value, kind = to_plain(fn(*args)), "ok"
             except NotImplementedError as err:
                 value, kind = str(err), "not implemented"
             except BaseException as err:
                 value, kind = f"{type(err).__name__}: {err}", "error"
-            if kind == "ok":
-                if isinstance(value, torch.Tensor):
-                    value = value.detach().cpu().as_subclass(torch.Tensor).clone()
-                elif type(value) not in (int, float, bool, str):
-                    value, kind = f"returned {type(value).__name__}, which is not a tensor or a number", "error"
             results.append((kind, value))
             if kind != "ok":
                 break
@@ -115,7 +113,7 @@ def _result_from_outputs(exercise: Exercise, cases: list[Any], status: str, out_
     if outcomes and outcomes[0][0] == "missing":
         return CheckResult(exercise.id, "not attempted", f"{exercise.title}: the notebook does not define "
                                                          f"{exercise.function}", 0, exercise.points)
-    return judge(exercise, cases, outcomes)
+    return judge(exercise, cases, [(kind, from_plain(value)) for kind, value in outcomes])
 
 
 def grade_notebook(path: Path, cell_timeout: float = 120, exercise_timeout: float = 30,

@@ -2,7 +2,7 @@
 from llmcourse.tokenizer.bpe import Tokenizer, merge_chunk
 from llmcourse.tokenizer.files import TokenizerFileError, load_gpt2, load_tokenizer, save_tokenizer
 from llmcourse.tokenizer.pretokenize import GPT2_PATTERN, split
-from llmcourse.tokenizer.training import train_bpe
+from llmcourse.tokenizer.training import merge_pair, train_bpe
 
 __all__ = ["GPT2_PATTERN", "Tokenizer", "TokenizerFileError", "load_gpt2", "load_tokenizer", "merge_chunk",
-           "save_tokenizer", "split", "train_bpe"]
+           "merge_pair", "save_tokenizer", "split", "train_bpe"]

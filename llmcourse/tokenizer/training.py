@@ -17,6 +17,23 @@ from collections import Counter, defaultdict
 from llmcourse.tokenizer.pretokenize import GPT2_PATTERN, split
 
 
+def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of `pair` in `ids`, left to right, by `new_id`.
+
+    >>> merge_pair([1, 2, 3, 1, 2], (1, 2), 9)
+    [9, 3, 9]
+    """
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
 def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_PATTERN, n_special: int = 0) -> dict[bytes, int]:
     """Mergeable ranks (token bytes -> id) of a byte-level BPE vocabulary of `vocab_size` entries, `n_special` of
     which are left free for special tokens. Ranks 0-255 are the single bytes, in byte order; merge k gets 256 + k.
@@ -61,14 +78,7 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_PATTERN, n_special
             for old in zip(word, word[1:]):
                 pair_counts[old] -= freq
                 changed.add(old)
-            merged_word, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
-                    merged_word.append(new_id)
-                    i += 2
-                else:
-                    merged_word.append(word[i])
-                    i += 1
+            merged_word = merge_pair(word, pair, new_id)
             words[index] = merged_word
             for new in zip(merged_word, merged_word[1:]):
                 pair_counts[new] += freq
