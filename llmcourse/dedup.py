@@ -92,18 +92,27 @@ def lsh_candidates(signatures: dict[str, np.ndarray], bands: int) -> set[tuple[s
     return {tuple(sorted(p)) for names in buckets.values() for p in itertools.combinations(names, 2)}
 
 
-def datasketch_candidates(docs: Sequence[Document], threshold: float, num_perm: int = 128, k: int = 3,
-                          seed: int = 1) -> set[tuple[str, str]]:
-    """Candidate near-duplicate pairs with datasketch's MinHash and MinHashLSH (the production path)."""
-    from datasketch import MinHash, MinHashLSH
+def datasketch_minhashes(docs: Sequence[Document], num_perm: int = 128, k: int = 3, seed: int = 1) -> dict:
+    """name -> datasketch MinHash of the document's word k-shingles."""
+    from datasketch import MinHash
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     sketches = {}
     for doc in docs:
         m = MinHash(num_perm=num_perm, seed=seed)
         m.update_batch([s.encode() for s in shingles(doc.text, k)])
         sketches[doc.name] = m
-        lsh.insert(doc.name, m)
+    return sketches
+
+
+def datasketch_candidates(sketches: dict, threshold: float) -> set[tuple[str, str]]:
+    """Candidate near-duplicate pairs from datasketch's MinHashLSH (the production path), which picks the bands
+    and rows for `threshold` itself."""
+    from datasketch import MinHashLSH
+
+    num_perm = next(iter(sketches.values())).hashvalues.size
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    for name, m in sketches.items():
+        lsh.insert(name, m)
     return {tuple(sorted((name, other))) for name, m in sketches.items() for other in lsh.query(m) if other != name}
 
 

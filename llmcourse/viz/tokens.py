@@ -1,0 +1,59 @@
+"""Figures for the tokenization chapter: text coloured by token, assembling merge by merge, and compression."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import plotly.graph_objects as go
+
+from llmcourse.viz.distributions import visible
+from llmcourse.viz.theme import PALETTE
+
+_LIGHT = ["#cfe3f2", "#fbe3b8", "#c7eadf", "#f6d0bf", "#f0d3e5", "#d5ecf8", "#fbf5c4"]
+
+
+def _layout_tokens(tokens: Sequence[str], width: int) -> tuple[list[dict], list[dict]]:
+    """Shapes (coloured boxes) and annotations (token text) for tokens laid out in monospace lines of `width`."""
+    shapes, notes, col, row = [], [], 0, 0
+    for i, token in enumerate(tokens):
+        shown = visible(token)
+        if col + len(shown) > width or "\n" in token and col > 0:
+            col, row = 0, row + 1
+        x0, x1 = col, col + max(len(shown), 1)
+        shapes.append(dict(type="rect", x0=x0, x1=x1, y0=-row - 0.42, y1=-row + 0.42, line=dict(width=1, color="#888"),
+                           fillcolor=_LIGHT[i % len(_LIGHT)], layer="below"))
+        notes.append(dict(x=(x0 + x1) / 2, y=-row, text=shown.replace("<", "&lt;"), showarrow=False,
+                          font=dict(family="Courier New, monospace", size=15)))
+        col = x1
+    return shapes, notes
+
+
+def merges_figure(text: str, segment: Callable[[int], list[str]], steps: Sequence[int], width: int = 48) -> go.Figure:
+    """`text` split into tokens after each number of merges in `steps` (segment(k) gives the token strings after the
+    first k merges); a slider moves through them in the static page."""
+    layouts = {k: _layout_tokens(segment(k), width) for k in steps}
+    rows = 1 + max(-min(s["y0"] for s in shapes) for shapes, _ in layouts.values())
+    last = steps[-1]
+    fig = go.Figure(go.Scatter(x=[0, width], y=[0.5, -rows + 0.5], mode="markers", marker=dict(opacity=0),
+                               hoverinfo="skip", showlegend=False))
+    slider = [dict(label=f"{k}", method="relayout",
+                   args=[{"shapes": layouts[k][0], "annotations": layouts[k][1],
+                          "title.text": f"After {k:,} merges: {len(layouts[k][0])} tokens for {len(text)} characters"}])
+              for k in steps]
+    fig.update_layout(shapes=layouts[last][0], annotations=layouts[last][1], height=140 + 40 * int(rows),
+                      title=f"After {last:,} merges: {len(layouts[last][0])} tokens for {len(text)} characters",
+                      sliders=[dict(steps=slider, active=len(steps) - 1, currentvalue=dict(prefix="merges: "),
+                                    pad=dict(t=30))], margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_xaxes(visible=False, range=[-0.5, width + 0.5])
+    fig.update_yaxes(visible=False, range=[-rows + 0.3, 0.7])
+    return fig
+
+
+def compression_figure(vocab_sizes: Sequence[int], chars_per_token: dict[str, Sequence[float]],
+                       reference: tuple[str, float] | None = None) -> go.Figure:
+    fig = go.Figure([go.Scatter(x=list(vocab_sizes), y=list(v), name=name, mode="lines+markers",
+                                line=dict(color=PALETTE[i])) for i, (name, v) in enumerate(chars_per_token.items())])
+    if reference:
+        fig.add_hline(y=reference[1], line_dash="dash", line_color=PALETTE[3], annotation_text=reference[0])
+    fig.update_layout(title="Characters per token against vocabulary size", height=420, xaxis_type="log",
+                      xaxis_title="vocabulary size", yaxis_title="characters per token")
+    return fig
