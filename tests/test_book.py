@@ -26,16 +26,21 @@ def browser(chromium):
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def chapter(browser, built_book):
-    """Chapter 1 opened from disk, with every JS error, console error and failed request recorded."""
+def open_page(browser, path):
+    """A built page opened from disk, with every JS error, console error and failed request recorded."""
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
     problems = []
     page.on("pageerror", lambda err: problems.append(f"JS error: {err}"))
     page.on("console", lambda msg: msg.type == "error" and not msg.text.startswith(BENIGN_CONSOLE)
             and problems.append(f"console error: {msg.text}"))
     page.on("requestfailed", lambda req: problems.append(f"failed request: {req.url}"))
-    page.goto((built_book / "html" / CHAPTER_1).as_uri())
+    page.goto(path.as_uri())
+    return page, problems
+
+
+@pytest.fixture(scope="module")
+def chapter(browser, built_book):
+    page, problems = open_page(browser, built_book / "html" / CHAPTER_1)
     page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5", timeout=30_000)
     page.wait_for_selector(".widget-hbox", timeout=30_000)
     page.wait_for_timeout(1000)  # let late scripts (MathJax, widgets) finish and report
@@ -46,6 +51,20 @@ def chapter(browser, built_book):
 def test_page_loads_without_js_errors_or_failed_requests(chapter):
     _, problems = chapter
     assert problems == []
+
+
+@pytest.mark.parametrize("notebook", book_notebooks(), ids=lambda p: p.name)
+def test_every_chapter_draws_its_figures_without_errors(browser, built_book, notebook):
+    page, problems = open_page(browser, built_book / "html" / "book" / f"{notebook.stem}.html")
+    expected = page.locator(".plotly-graph-div").count()
+    if expected:
+        page.wait_for_function(f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {expected}",
+                               timeout=30_000)
+    page.wait_for_timeout(500)
+    marks = page.eval_on_selector_all(
+        ".plotly-graph-div", "els => els.map(e => e.querySelectorAll('.main-svg path, .main-svg rect').length)")
+    page.close()
+    assert problems == [] and all(m > 5 for m in marks)
 
 
 def test_every_plotly_figure_rendered_with_content(chapter):
@@ -94,7 +113,7 @@ def test_pdf_has_chapter_1_figures_as_images(built_book, tmp_path):
     pdf = built_book / "latex" / "llmcourse.pdf"
     listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
     images = [line.split() for line in listing.splitlines()[2:] if line.split()[2] == "image"]
-    assert len(images) >= 6  # five figures and the calculator widget's snapshot
+    assert len(images) >= 6  # chapter 1 alone has five figures and the calculator widget's snapshot
     assert all(int(w) >= 1000 for w in (row[3] for row in images))  # rendered at print resolution
     # the first figure's page really shows it: render that page and check it is not blank
     page = images[0][0]

@@ -56,14 +56,22 @@ def score(path):
 
 # --- the two reference points ------------------------------------------------------------------------------------
 
-def test_solutions_get_full_marks():
-    got, statuses, _ = score(SOLUTIONS)
-    assert got == FULL and set(statuses.values()) == {"passed"}
+@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.name)
+def test_solutions_get_full_marks(path):
+    grade = grade_notebook(path, **FAST)
+    assert grade.score == grade.max_score > 0 and {r.status for r in grade.results} == {"passed"}
 
 
-def test_untouched_exercises_get_zero():
-    got, statuses, _ = score(EXERCISES)
-    assert got == 0 and set(statuses.values()) == {"not attempted"}
+@pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
+def test_untouched_exercises_get_zero(path):
+    grade = grade_notebook(path, **FAST)
+    assert grade.score == 0 and {r.status for r in grade.results} == {"not attempted"}
+
+
+def test_every_chapter_with_exercises_has_at_least_four():
+    from llmcourse.grading.exercise import CHAPTER_MODULES
+
+    assert all(len(chapter_exercises(c)) >= 4 for c in CHAPTER_MODULES)
 
 
 def test_exercises_are_generated_from_solutions_and_up_to_date():

@@ -1,0 +1,101 @@
+"""Chapter 2's exercises: shingles, Jaccard similarity, MinHash, its Jaccard estimate, precision and recall."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmcourse.dedup import estimated_jaccard, jaccard, precision_recall, shingles
+from llmcourse.grading.exercise import Exercise, close_number, register, same_set, same_sequence, same_tensor
+
+_WORDS = ["the", "king", "queen", "and", "of", "my", "lord", "to", "is", "a", "sword", "crown", "night", "love"]
+
+
+def _sentence(g: torch.Generator, n: int) -> str:
+    words = [_WORDS[int(i)] for i in torch.randint(0, len(_WORDS), (n,), generator=g)]
+    return " ".join(w.capitalize() if j % 7 == 0 else w for j, w in enumerate(words)) + "."
+
+
+register(Exercise(
+    id="2.1", title="Word shingles", function="word_shingles", points=2,
+    cases=lambda g: [
+        ("a random sentence, k=3", (_sentence(g, 30), 3)),
+        ("a random sentence, k=2", (_sentence(g, 12), 2)),
+        ("capitals and punctuation", ("The King, the KING; the king!", 2)),
+        ("fewer words than k", ("to be", 3)),
+        ("no words at all", ("... !!", 3)),
+    ],
+    reference=shingles,
+    compare=same_set,
+    hint="lowercase, take the words (runs of a-z), and join each run of k consecutive words with single spaces; "
+         "with fewer than k words the whole text is one shingle, and no words give the empty set.",
+))
+
+register(Exercise(
+    id="2.2", title="Jaccard similarity of two texts", function="jaccard_similarity", points=1,
+    cases=lambda g: [
+        ("two random texts", (_sentence(g, 40), _sentence(g, 40), 2)),
+        ("a text and a shorter copy", ("a b c d e f g", "a b c d", 2)),
+        ("identical texts", ("to be or not to be", "to be or not to be", 3)),
+        ("two texts without words", ("!!", "??", 3)),
+    ],
+    reference=lambda a, b, k: jaccard(shingles(a, k), shingles(b, k)),
+    compare=close_number,
+    hint="|A & B| / |A | B| of the two shingle sets; two empty sets count as identical (1.0).",
+))
+
+
+def _minhash(hashes: torch.Tensor, a: torch.Tensor, b: torch.Tensor, prime: int) -> torch.Tensor:
+    # small numbers keep (a * h + b) inside int64, so the exercise is about the idea, not about overflow
+    return ((a[:, None] * hashes[None, :] + b[:, None]) % prime).min(dim=1).values
+
+
+def _minhash_case(g: torch.Generator, n: int, perms: int) -> tuple:
+    prime = 2_147_483_647
+    return (torch.randint(0, 1 << 20, (n,), generator=g), torch.randint(1, 1 << 20, (perms,), generator=g),
+            torch.randint(0, 1 << 20, (perms,), generator=g), prime)
+
+
+register(Exercise(
+    id="2.3", title="A MinHash signature", function="minhash", points=3,
+    cases=lambda g: [("50 shingle hashes, 16 permutations", _minhash_case(g, 50, 16)),
+                     ("one shingle, 8 permutations", _minhash_case(g, 1, 8)),
+                     ("400 shingle hashes, 64 permutations", _minhash_case(g, 400, 64))],
+    reference=_minhash,
+    compare=same_tensor,
+    hint="for permutation i the value of shingle h is (a[i] * h + b[i]) % prime; the signature holds, for each i, "
+         "the minimum over all shingles. Broadcasting a[:, None] against hashes[None, :] does it in one line.",
+))
+
+register(Exercise(
+    id="2.4", title="Jaccard estimate from signatures", function="signature_similarity", points=1,
+    cases=lambda g: [
+        ("random signatures sharing some entries", (torch.randint(0, 5, (128,), generator=g),
+                                                   torch.randint(0, 5, (128,), generator=g))),
+        ("identical signatures", (torch.arange(64), torch.arange(64))),
+        ("nothing in common", (torch.zeros(32, dtype=torch.long), torch.ones(32, dtype=torch.long))),
+    ],
+    reference=lambda a, b: estimated_jaccard(np.asarray(a), np.asarray(b)),
+    compare=close_number,
+    hint="the share of positions where the two signatures are equal.",
+))
+
+
+def _pairs(g: torch.Generator, n: int, universe: int) -> list[tuple[str, str]]:
+    ids = torch.randint(0, universe, (n, 2), generator=g).tolist()
+    return sorted({(f"d{min(a, b)}", f"d{max(a, b)}") for a, b in ids if a != b})
+
+
+register(Exercise(
+    id="2.5", title="Precision and recall of found pairs", function="pair_precision_recall", points=2,
+    cases=lambda g: [
+        ("random found and true pairs", (_pairs(g, 20, 8), _pairs(g, 12, 8))),
+        ("everything found, nothing extra", ([("a", "b"), ("c", "d")], [("a", "b"), ("c", "d")])),
+        ("nothing found", ([], [("a", "b")])),
+    ],
+    reference=lambda found, truth: precision_recall(set(map(tuple, found)), set(map(tuple, truth))),
+    compare=lambda expected, got: same_sequence([round(x, 9) for x in expected],
+                                                [round(x, 9) if isinstance(x, float) else x for x in got]
+                                                if isinstance(got, (list, tuple)) else got),
+    hint="precision = true pairs found / pairs found (1.0 when nothing is found); recall = true pairs found / true "
+         "pairs. Compare them as sets of (a, b) tuples.",
+))
