@@ -1,0 +1,71 @@
+"""Run the benchmarks and write the results table the book's appendix includes (benchmarks/results.md).
+
+    python benchmarks/run.py            # 3 runs of each measurement, medians, one machine, one sitting
+
+Speed goals are checked here, as ratios against peers measured in the same run, never in timed tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RUNS = 3
+SINGLE_THREAD = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+
+
+def measure(script: str, which: str, env: dict[str, str] | None = None) -> dict:
+    """Median of RUNS fresh processes."""
+    runs = []
+    for _ in range(RUNS):
+        out = subprocess.run([sys.executable, str(HERE / script), which], capture_output=True, text=True, check=True,
+                             env={**os.environ, **(env or {})})
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], (int, float))}
+
+
+def machine() -> str:
+    import tiktoken
+    import tokenizers
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__}, "
+            f"tokenizers {tokenizers.__version__}, tiktoken {tiktoken.__version__}; glibc malloc; {date.today()}")
+
+
+def main() -> None:
+    rows = []
+    ours, hf1 = measure("tokenizer_bench.py", "train-ours"), measure("tokenizer_bench.py", "train-hf", SINGLE_THREAD)
+    hf = measure("tokenizer_bench.py", "train-hf")
+    rows.append(("BPE training, vocab 4096, 5 MB corpus", f"{ours['seconds']:.2f} s",
+                 f"HF tokenizers {hf['seconds']:.2f} s ({hf1['seconds']:.2f} s on 1 thread)",
+                 f"{ours['seconds'] / hf['seconds']:.1f}x slower (target: within 10x)"))
+    rows.append(("peak memory of that training", f"{ours['peak_rss_mb']:.0f} MB", f"HF {hf['peak_rss_mb']:.0f} MB",
+                 f"{ours['peak_rss_mb'] / hf['peak_rss_mb']:.1f}x"))
+    py, fast, own, tk = (measure("tokenizer_bench.py", w)
+                         for w in ("encode-python", "encode-fast", "encode-fast-own", "encode-tiktoken"))
+    rows.append(("encoding, pure Python (GPT-2 vocabulary)", f"{py['mb_per_s']:.1f} MB/s",
+                 f"tiktoken {tk['mb_per_s']:.1f} MB/s", f"{py['mb_per_s'] / tk['mb_per_s']:.2f}x"))
+    rows.append(("encoding, fast path to_tiktoken() (GPT-2 vocabulary)", f"{fast['mb_per_s']:.1f} MB/s",
+                 f"tiktoken {tk['mb_per_s']:.1f} MB/s", f"{fast['mb_per_s'] / tk['mb_per_s']:.2f}x (target: 0.9x)"))
+    rows.append(("encoding, fast path with our 4096 vocabulary", f"{own['mb_per_s']:.1f} MB/s",
+                 f"tiktoken GPT-2 {tk['mb_per_s']:.1f} MB/s",
+                 f"{own['mb_per_s'] / tk['mb_per_s']:.2f}x (a smaller vocabulary: {own['tokens'] / tk['tokens']:.2f}x "
+                 f"the tokens)"))
+    table = ["| benchmark | llmcourse | peer | ratio |", "|---|---|---|---|"]
+    table += [f"| {' | '.join(row)} |" for row in rows]
+    text = "\n".join(["Measured on: " + machine(), "", *table, ""])
+    (HERE / "results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
