@@ -1,0 +1,207 @@
+"""Load and save Hugging Face-format checkpoints (config.json + safetensors) of GPT-2 and Llama-family models.
+
+The work is in the names and layouts. GPT-2 stores its projections as Conv1D, (in, out), so they are transposed, and
+packs q, k and v into one c_attn matrix, which is split. Llama's q/k weights are already in the rotate-half RoPE layout
+our attention uses. A tied LM head is not stored at all. Only safetensors are read: no pickle, no code execution.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmcourse.config import ModelConfig
+from llmcourse.model import GPT
+
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")  # buffers some old files carry
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be loaded as asked; the message lists every problem found."""
+
+
+def config_from_hf(hf: dict) -> ModelConfig:
+    kind = hf.get("model_type")
+    if kind == "gpt2":
+        if hf.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise CheckpointError(f"unsupported GPT-2 activation {hf['activation_function']!r}")
+        return ModelConfig(vocab_size=hf["vocab_size"], context_length=hf["n_positions"], n_layer=hf["n_layer"],
+                           n_head=hf["n_head"], d_model=hf["n_embd"], d_ff=hf.get("n_inner"),
+                           norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+                           tie_embeddings=hf.get("tie_word_embeddings", True))
+    if kind == "llama":
+        rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+        if rope.get("rope_type", "default") != "default":
+            raise CheckpointError(f"unsupported RoPE scaling {rope.get('rope_type')!r}; only plain RoPE is built here")
+        if hf.get("attention_bias") or hf.get("mlp_bias"):
+            raise CheckpointError("Llama checkpoints with biases are not supported")
+        heads = hf["num_attention_heads"]
+        if hf.get("head_dim", hf["hidden_size"] // heads) != hf["hidden_size"] // heads:
+            raise CheckpointError("head_dim other than hidden_size / num_attention_heads is not supported")
+        return ModelConfig(vocab_size=hf["vocab_size"], context_length=hf["max_position_embeddings"],
+                           n_layer=hf["num_hidden_layers"], n_head=heads,
+                           n_kv_head=hf.get("num_key_value_heads", heads), d_model=hf["hidden_size"],
+                           d_ff=hf["intermediate_size"], norm="rmsnorm", mlp="swiglu", position="rope",
+                           rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))), bias=False,
+                           norm_eps=hf.get("rms_norm_eps", 1e-6), tie_embeddings=hf.get("tie_word_embeddings", False))
+    raise CheckpointError(f"unsupported model_type {kind!r}; supported: gpt2, llama")
+
+
+def config_to_hf(cfg: ModelConfig) -> dict:
+    if cfg.position == "learned" and cfg.norm == "layernorm" and cfg.mlp == "gelu" and cfg.bias and cfg.kv_heads == cfg.n_head:
+        return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
+                "n_positions": cfg.context_length, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.d_model,
+                "n_inner": cfg.d_ff, "layer_norm_epsilon": cfg.norm_eps, "activation_function": "gelu_new",
+                "tie_word_embeddings": cfg.tie_embeddings}
+    if cfg.position == "rope" and cfg.norm == "rmsnorm" and cfg.mlp == "swiglu" and not cfg.bias:
+        return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": cfg.vocab_size,
+                "max_position_embeddings": cfg.context_length, "num_hidden_layers": cfg.n_layer,
+                "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.kv_heads, "hidden_size": cfg.d_model,
+                "intermediate_size": cfg.ffn_dim, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
+                "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu"}
+    raise CheckpointError("this config is neither GPT-2-shaped nor Llama-shaped, so no HF format fits it")
+
+
+def _gpt2_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    d, out = cfg.d_model, {}
+    for key, t in state.items():
+        key = key.removeprefix("transformer.")
+        if key.endswith(IGNORED_SUFFIXES) or (key == "lm_head.weight" and cfg.tie_embeddings):
+            continue
+        parts = key.split(".")
+        if parts[0] == "h":
+            i, rest = parts[1], ".".join(parts[2:])
+            p = f"blocks.{i}."
+            if rest.startswith("attn.c_attn."):  # (d, 3d) Conv1D -> three (d, d) Linear weights
+                kind = rest.rsplit(".", 1)[1]
+                chunks = (t.t() if kind == "weight" else t).split(d, dim=0)
+                out.update({f"{p}attn.{n}.{kind}": c.contiguous() for n, c in zip("qkv", chunks)})
+                continue
+            conv1d = {"attn.c_proj": "attn.o", "mlp.c_fc": "mlp.up", "mlp.c_proj": "mlp.down"}
+            norms = {"ln_1": "norm1", "ln_2": "norm2"}
+            module, kind = rest.rsplit(".", 1)
+            if module in conv1d:
+                out[f"{p}{conv1d[module]}.{kind}"] = t.t().contiguous() if kind == "weight" else t
+            else:
+                out[f"{p}{norms.get(module, module)}.{kind}"] = t
+        else:
+            names = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight", "ln_f.weight": "norm.weight",
+                     "ln_f.bias": "norm.bias"}
+            out[names.get(key, key)] = t
+    return out
+
+
+_LLAMA = {"self_attn.q_proj": "attn.q", "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v",
+          "self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
+          "mlp.down_proj": "mlp.down", "input_layernorm": "norm1", "post_attention_layernorm": "norm2"}
+
+
+def _llama_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, t in state.items():
+        if key.endswith(IGNORED_SUFFIXES) or (key == "lm_head.weight" and cfg.tie_embeddings):
+            continue
+        if key.startswith("model.layers."):
+            _, _, i, *rest = key.split(".")
+            module, kind = ".".join(rest[:-1]), rest[-1]
+            out[f"blocks.{i}.{_LLAMA.get(module, module)}.{kind}"] = t
+        else:
+            names = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "norm.weight"}
+            out[names.get(key, key)] = t
+    return out
+
+
+def _ours_to_hf(model: GPT) -> dict[str, torch.Tensor]:
+    cfg, kind = model.cfg, config_to_hf(model.cfg)["model_type"]
+    state = {k: v for k, v in model.state_dict().items() if not (cfg.tie_embeddings and k == "lm_head.weight")}
+    out = {}
+    if kind == "llama":
+        back = {v: k for k, v in _LLAMA.items()}
+        for key, t in state.items():
+            if key.startswith("blocks."):
+                _, i, *rest = key.split(".")
+                out[f"model.layers.{i}.{back['.'.join(rest[:-1])]}.{rest[-1]}"] = t
+            else:
+                out[{"tok_emb.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}.get(key, key)] = t
+        return out
+    names = {"tok_emb.weight": "transformer.wte.weight", "pos_emb.weight": "transformer.wpe.weight",
+             "norm.weight": "transformer.ln_f.weight", "norm.bias": "transformer.ln_f.bias"}
+    for key, t in state.items():
+        if not key.startswith("blocks."):
+            out[names.get(key, key)] = t
+    for i in range(cfg.n_layer):
+        p, h = f"blocks.{i}.", f"transformer.h.{i}."
+        out[h + "attn.c_attn.weight"] = torch.cat([state[f"{p}attn.{n}.weight"] for n in "qkv"]).t().contiguous()
+        out[h + "attn.c_attn.bias"] = torch.cat([state[f"{p}attn.{n}.bias"] for n in "qkv"])
+        for ours, theirs in (("attn.o", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+            out[f"{h}{theirs}.weight"] = state[f"{p}{ours}.weight"].t().contiguous()
+            out[f"{h}{theirs}.bias"] = state[f"{p}{ours}.bias"]
+        for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):
+            out[f"{h}{theirs}.weight"], out[f"{h}{theirs}.bias"] = state[f"{p}{ours}.weight"], state[f"{p}{ours}.bias"]
+    return out
+
+
+def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.exists():  # a sharded checkpoint
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return {k: v for f in files for k, v in load_file(folder / f).items()}
+        return load_file(folder / "model.safetensors")
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{folder}: no model.safetensors (or index) found: {err}") from None
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{folder}: cannot read the safetensors file ({type(err).__name__}: {err})") from None
+
+
+def load_state_strict(model: GPT, state: dict[str, torch.Tensor]) -> None:
+    """Load `state` into `model`, or raise one error that lists every missing key, unexpected key and bad shape."""
+    expected = {k: v.shape for k, v in model.state_dict().items()
+                if not (model.cfg.tie_embeddings and k == "lm_head.weight")}
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k])}"
+              for k in sorted(expected.keys() & state.keys()) if state[k].shape != expected[k]]
+    if missing or unexpected or shapes:
+        lines = [f"missing: {', '.join(missing)}"] * bool(missing) + [f"unexpected: {', '.join(unexpected)}"] * bool(
+            unexpected) + [f"wrong shape: {s}" for s in shapes]
+        raise CheckpointError("the checkpoint does not fit the model:\n  " + "\n  ".join(lines))
+    model.load_state_dict(state, strict=False)  # strict=False only for the tied head, checked above
+
+
+def load_hf_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
+    """Our GPT with the weights of an HF-format checkpoint folder (GPT-2 or Llama family)."""
+    folder = Path(path)
+    try:
+        hf = json.loads((folder / "config.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{folder}: no readable config.json ({err})") from None
+    cfg = config_from_hf(hf)
+    state = {k: v.to(dtype) for k, v in _read_tensors(folder).items()}
+    convert = _gpt2_to_ours if hf["model_type"] == "gpt2" else _llama_to_ours
+    model = GPT(cfg).to(dtype)
+    load_state_strict(model, convert(state, cfg))
+    return model.eval()
+
+
+def save_hf_checkpoint(model: GPT, path: str | Path) -> None:
+    """Write config.json and model.safetensors that transformers (and load_hf_checkpoint) can read. The folder is
+    written next to its final place and renamed into it, so an interrupted save leaves no half checkpoint."""
+    folder = Path(path)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        (tmp / "config.json").write_text(json.dumps(config_to_hf(model.cfg), indent=2))
+        save_file({k: v.contiguous() for k, v in _ours_to_hf(model).items()}, tmp / "model.safetensors",
+                  metadata={"format": "pt"})
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
