@@ -20,11 +20,11 @@ RUNS = 3
 SINGLE_THREAD = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 
 
-def measure(script: str, which: str, env: dict[str, str] | None = None) -> dict:
+def measure(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
     """Median of RUNS fresh processes."""
     runs = []
     for _ in range(RUNS):
-        out = subprocess.run([sys.executable, str(HERE / script), which], capture_output=True, text=True, check=True,
+        out = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True, text=True, check=True,
                              env={**os.environ, **(env or {})})
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], (int, float))}
@@ -41,9 +41,36 @@ def machine() -> str:
             f"tokenizers {tokenizers.__version__}, tiktoken {tiktoken.__version__}; glibc malloc; {date.today()}")
 
 
+def model_rows() -> list[tuple[str, str, str, str]]:
+    t = {(w, p): measure("model_bench.py", "train", w, p) for w, p in
+         [("ours", "fp32"), ("lfs", "fp32"), ("hf", "fp32"), ("ours", "bf16")]}
+    ours = t[("ours", "fp32")]
+    rows = [("training step, 6L/6H/d384, ctx 256 x batch 8, fp32", f"{ours['tokens_per_s']:.0f} tokens/s",
+             f"llms-from-scratch GPTModel {t[('lfs', 'fp32')]['tokens_per_s']:.0f} tokens/s",
+             f"{ours['tokens_per_s'] / t[('lfs', 'fp32')]['tokens_per_s']:.2f}x (target: 1.5x)"),
+            ("same, against HF GPT2LMHeadModel (sdpa)", f"{ours['tokens_per_s']:.0f} tokens/s",
+             f"HF {t[('hf', 'fp32')]['tokens_per_s']:.0f} tokens/s",
+             f"{ours['tokens_per_s'] / t[('hf', 'fp32')]['tokens_per_s']:.2f}x (target: 1.1x)"),
+            ("same with bf16 autocast, against HF in fp32", f"{t[('ours', 'bf16')]['tokens_per_s']:.0f} tokens/s",
+             f"HF {t[('hf', 'fp32')]['tokens_per_s']:.0f} tokens/s",
+             f"{t[('ours', 'bf16')]['tokens_per_s'] / t[('hf', 'fp32')]['tokens_per_s']:.2f}x (target: 1.6x)"),
+            ("peak memory of the fp32 training step", f"{ours['peak_rss_mb']:.0f} MB",
+             f"LFS {t[('lfs', 'fp32')]['peak_rss_mb']:.0f} MB, HF {t[('hf', 'fp32')]['peak_rss_mb']:.0f} MB", "")]
+    g = {w: measure("model_bench.py", "generate", w) for w in ("ours", "ours-nocache", "hf")}
+    rows += [("greedy generation, GPT-2 124M shape, 200 tokens, KV cache", f"{g['ours']['tokens_per_s']:.1f} tokens/s",
+              f"HF generate(use_cache=True) {g['hf']['tokens_per_s']:.1f} tokens/s",
+              f"{g['ours']['tokens_per_s'] / g['hf']['tokens_per_s']:.2f}x (target: 1.2x)"),
+             ("same, against our own path without the cache", f"{g['ours']['tokens_per_s']:.1f} tokens/s",
+              f"no cache {g['ours-nocache']['tokens_per_s']:.1f} tokens/s",
+              f"{g['ours']['tokens_per_s'] / g['ours-nocache']['tokens_per_s']:.1f}x (target: 5x)"),
+             ("peak memory of generation", f"{g['ours']['peak_rss_mb']:.0f} MB", f"HF {g['hf']['peak_rss_mb']:.0f} MB",
+              "")]
+    return rows
+
+
 def main() -> None:
     rows = []
-    ours, hf1 = measure("tokenizer_bench.py", "train-ours"), measure("tokenizer_bench.py", "train-hf", SINGLE_THREAD)
+    ours, hf1 = measure("tokenizer_bench.py", "train-ours"), measure("tokenizer_bench.py", "train-hf", env=SINGLE_THREAD)
     hf = measure("tokenizer_bench.py", "train-hf")
     rows.append(("BPE training, vocab 4096, 5 MB corpus", f"{ours['seconds']:.2f} s",
                  f"HF tokenizers {hf['seconds']:.2f} s ({hf1['seconds']:.2f} s on 1 thread)",
@@ -60,6 +87,10 @@ def main() -> None:
                  f"tiktoken GPT-2 {tk['mb_per_s']:.1f} MB/s",
                  f"{own['mb_per_s'] / tk['mb_per_s']:.2f}x (a smaller vocabulary: {own['tokens'] / tk['tokens']:.2f}x "
                  f"the tokens)"))
+    if (HERE / ".peers" / "llms_from_scratch").exists():
+        rows += model_rows()
+    else:
+        print("skipping the model benchmarks: run benchmarks/install_peers.sh first", file=sys.stderr)
     table = ["| benchmark | llmcourse | peer | ratio |", "|---|---|---|---|"]
     table += [f"| {' | '.join(row)} |" for row in rows]
     text = "\n".join(["Measured on: " + machine(), "", *table, ""])

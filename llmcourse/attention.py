@@ -115,9 +115,12 @@ class MultiHeadAttention(nn.Module):
         self.o = nn.Linear(self.H * self.D, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.fused = True  # F.scaled_dot_product_attention (FlashAttention where available); False: naive_attention
+        self.record = False  # keep the last attention weights in .weights (for figures; costs a T x S matrix)
+        self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: KVCache | None = None) -> torch.Tensor:
+                cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mask: a bool mask (T, S) or (B, 1, T, S) to use instead of the causal one (True: may attend)."""
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.H, self.D).transpose(1, 2)  # (B, H, T, D)
         k = self.k(x).view(B, T, self.G, self.D).transpose(1, 2)  # (B, G, T, D)
@@ -134,9 +137,13 @@ class MultiHeadAttention(nn.Module):
         if self.G != self.H:  # each K/V head serves H/G query heads
             k, v = k.repeat_interleave(self.H // self.G, dim=1), v.repeat_interleave(self.H // self.G, dim=1)
         dropout = self.dropout if self.training else 0.0
+        if self.record:
+            self.weights = attention_weights(q, k, causal_mask(T, S, x.device) if mask is None else mask).detach()
         if self.fused:
-            mask = None if S == T else causal_mask(T, S, x.device)  # with a cache the queries are the last T keys
+            if mask is None and S != T:
+                mask = causal_mask(T, S, x.device)  # with a cache the queries are the last T keys
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None)
         else:
-            y = naive_attention(q, k, v, causal_mask(T, S, x.device), dropout, self.training)
+            y = naive_attention(q, k, v, causal_mask(T, S, x.device) if mask is None else mask, dropout,
+                                self.training)
         return self.o(y.transpose(1, 2).reshape(B, T, self.H * self.D))  # (B, T, d)

@@ -65,8 +65,9 @@ class Block(nn.Module):
         self.norm2, self.mlp = make_norm(cfg), MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.norm1(x), rope, cache))
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), rope, cache, mask))
         return x + self.mlp(self.norm2(x))
 
 
@@ -111,8 +112,10 @@ class GPT(nn.Module):
             raise ValueError(f"token ids must lie in [0, {self.cfg.vocab_size}), got [{int(ids.min())}, "
                              f"{int(ids.max())}]")
 
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
-        """Logits (B, T, V); with targets, also the mean cross-entropy loss. With a cache, ids continue it."""
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                mask: torch.Tensor | None = None):
+        """Logits (B, T, V); with targets, also the mean cross-entropy loss. With a cache, ids continue it.
+        mask replaces the causal mask in every layer (for padding or sliding windows; True: may attend)."""
         start = cache.length if cache is not None else 0
         self._check_ids(ids, start)
         x = self.tok_emb(ids)  # (B, T, d)
@@ -121,13 +124,25 @@ class GPT(nn.Module):
         x = self.drop(x)
         rope = (self.rope_cos, self.rope_sin) if self.cfg.position == "rope" else None
         for block in self.blocks:
-            x = block(x, rope, cache)
+            x = block(x, rope, cache, mask)
         if cache is not None:
             cache.length += ids.shape[1]
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    @torch.no_grad()
+    def attention_maps(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(layers, heads, T, T) attention weights of the first sequence in `ids`, under `mask` (default causal)."""
+        for block in self.blocks:
+            block.attn.record = True
+        try:
+            self(ids, mask=mask)
+            return torch.stack([block.attn.weights[0] for block in self.blocks])
+        finally:
+            for block in self.blocks:
+                block.attn.record, block.attn.weights = False, None
 
     def set_fused_attention(self, fused: bool) -> None:
         """Switch every layer between F.scaled_dot_product_attention and the naive path."""

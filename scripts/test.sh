@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+export HF_HUB_OFFLINE=1  # the chapters then skip their optional downloads from the HF hub
 bash scripts/setup.sh
 .venv/bin/python tools/build_book.py --strict
 .venv/bin/python -m pytest tests llmcourse book solutions exercises --doctest-modules --nbval-lax -p no:cacheprovider "$@"

@@ -88,7 +88,7 @@ def jupyter_book(builder: str, strict: bool) -> None:
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--builder", builder]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    env = {**os.environ, "LLMCOURSE_BOOK_BUILD": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env = {"HF_HUB_OFFLINE": "1", **os.environ, "LLMCOURSE_BOOK_BUILD": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     start = time.time()
     result = subprocess.run(cmd, cwd=ROOT, env=env)
     if result.returncode != 0:

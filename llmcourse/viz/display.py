@@ -70,6 +70,13 @@ def show_widget(widget: Any, snapshot: go.Figure) -> None:
     display({**data, "image/png": to_png(snapshot)}, raw=True)
 
 
+def show_live(widget: Any) -> None:
+    """Show a widget that only makes sense with a kernel behind it (it recomputes on every change). The static book
+    leaves it out; the figure next to it is the interactive form there."""
+    if not in_book_build():
+        display(widget)
+
+
 def show_source(obj: Any) -> None:
     """Show the source of a package function or class as highlighted code, in Jupyter, Colab, HTML and PDF.
 
