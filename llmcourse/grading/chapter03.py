@@ -6,7 +6,7 @@ from collections import Counter
 import torch
 
 from llmcourse.batches import WindowDataset
-from llmcourse.grading.exercise import Exercise, register, same_sequence, same_tensor
+from llmcourse.grading.exercise import Exercise, register, same_sequence, same_tensors
 from llmcourse.tokenizer import merge_pair
 
 
@@ -92,23 +92,13 @@ def _windows(ids: torch.Tensor, context_length: int, stride: int) -> tuple[torch
     return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
 
 
-def _same_windows(expected: tuple, got) -> str | None:
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "expected a pair (inputs, targets) of tensors"
-    for name, e, g in (("inputs", expected[0], got[0]), ("targets", expected[1], got[1])):
-        problem = same_tensor(e, g)
-        if problem:
-            return f"{name}: {problem}"
-    return None
-
-
 register(Exercise(
     id="3.5", title="Training windows", function="sliding_windows", points=2,
     cases=lambda g: [("100 ids, T=8, stride 8", (torch.randint(0, 50, (100,), generator=g), 8, 8)),
                      ("overlapping windows, stride 3", (torch.arange(30), 5, 3)),
                      ("exactly one window", (torch.arange(9), 8, 8))],
     reference=_windows,
-    compare=_same_windows,
+    compare=lambda expected, got: same_tensors(expected, got, ("inputs", "targets"), atol=0),
     hint="window i starts at i * stride; inputs are ids[start : start + T], targets ids[start + 1 : start + T + 1]; "
          "make every window whose target fits, and stack them into (N, T) tensors.",
 ))

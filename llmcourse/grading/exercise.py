@@ -17,7 +17,8 @@ import torch
 
 # chapter number -> module that defines its exercises (imported on first use)
 CHAPTER_MODULES = {1: "llmcourse.grading.chapter01", 2: "llmcourse.grading.chapter02",
-                   3: "llmcourse.grading.chapter03"}
+                   3: "llmcourse.grading.chapter03", 4: "llmcourse.grading.chapter04",
+                   5: "llmcourse.grading.chapter05"}
 
 Case = tuple[str, tuple[Any, ...]]  # (label shown when it fails, positional arguments)
 
@@ -142,6 +143,17 @@ def same_sequence(expected: Sequence[Any], got: Any) -> str | None:
             return f"at position {i} expected {a!r}, got {b!r}"
     if len(want) != len(have):
         return f"expected {len(want)} items, got {len(have)}"
+    return None
+
+
+def same_tensors(expected: Sequence[torch.Tensor], got: Any, names: Sequence[str], atol: float = 1e-5) -> str | None:
+    """A tuple of tensors, each compared with same_tensor(atol); names say which one differs."""
+    if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+        return f"expected a tuple of {len(expected)} tensors ({', '.join(names)}), got {_describe(got)}"
+    for name, e, g in zip(names, expected, got):
+        problem = same_tensor(e, g, atol=atol, rtol=1e-5)
+        if problem:
+            return f"{name}: {problem}"
     return None
 
 
