@@ -142,3 +142,23 @@ def test_each_chapter_links_its_exercises_in_colab(built_book, exercises):
     (page,) = (built_book / "html" / "book").glob(f"{chapter}_*.html")
     owner_repo = REPOSITORY.removeprefix("https://github.com/")
     assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/exercises/{exercises.name}" in page.read_text()
+
+
+def test_attention_explorer_works_without_a_kernel(browser, built_book):
+    """Chapter 4's explorer: the mask menu swaps mask and slider, and the layer/head slider restyles the weights."""
+    page, problems = open_page(browser, built_book / "html" / "book" / "04_attention.html")
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 2", timeout=30_000)
+    explorer = page.locator(".plotly-graph-div").filter(has_text="layer/head").first
+    weights = "el => el._fullData[1].z.flat().map(v => Math.round(v * 1e4)).join(',')"
+    mask = "el => el._fullData[0].z.flat().join('')"
+    prefix = "el => el._fullLayout.sliders[0].currentvalue.prefix"
+    before_weights, before_mask = explorer.evaluate(weights), explorer.evaluate(mask)
+    explorer.locator(".slider-group .slider-rail-touch-rect").click(position={"x": 300, "y": 5})  # another head
+    page.wait_for_timeout(500)
+    assert explorer.evaluate(weights) != before_weights and explorer.evaluate(mask) == before_mask
+    explorer.locator(".updatemenu-header-group").click()
+    explorer.locator(".updatemenu-dropdown-button").filter(has_text="sliding window").click()
+    page.wait_for_timeout(500)
+    assert explorer.evaluate(mask) != before_mask and explorer.evaluate(prefix).startswith("sliding window")
+    page.close()
+    assert problems == []
