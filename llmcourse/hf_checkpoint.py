@@ -1,7 +1,8 @@
 """Load and save Hugging Face-format checkpoints (config.json + safetensors) of GPT-2 and Llama-family models.
 
 The work is in the names and layouts. GPT-2 stores its projections as Conv1D, (in, out), so they are transposed, and
-packs q, k and v into one c_attn matrix, which is split. Llama's q/k weights are already in the rotate-half RoPE layout
+packs q, k and v into one c_attn matrix, as we do. Llama stores q_proj, k_proj and v_proj apart; they are stacked into
+our one qkv projection and split again on saving. Llama's q/k weights are already in the rotate-half RoPE layout
 our attention uses. A tied LM head is not stored at all. Only safetensors are read: no pickle, no code execution.
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
 
 
 def _gpt2_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    d, out = cfg.d_model, {}
+    out = {}
     for key, t in state.items():
         key = key.removeprefix("transformer.")
         if key.endswith(IGNORED_SUFFIXES) or (key == "lm_head.weight" and cfg.tie_embeddings):
@@ -77,12 +78,8 @@ def _gpt2_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
         if parts[0] == "h":
             i, rest = parts[1], ".".join(parts[2:])
             p = f"blocks.{i}."
-            if rest.startswith("attn.c_attn."):  # (d, 3d) Conv1D -> three (d, d) Linear weights
-                kind = rest.rsplit(".", 1)[1]
-                chunks = (t.t() if kind == "weight" else t).split(d, dim=0)
-                out.update({f"{p}attn.{n}.{kind}": c.contiguous() for n, c in zip("qkv", chunks)})
-                continue
-            conv1d = {"attn.c_proj": "attn.o", "mlp.c_fc": "mlp.up", "mlp.c_proj": "mlp.down"}
+            conv1d = {"attn.c_attn": "attn.qkv", "attn.c_proj": "attn.o", "mlp.c_fc": "mlp.up",
+                      "mlp.c_proj": "mlp.down"}
             norms = {"ln_1": "norm1", "ln_2": "norm2"}
             module, kind = rest.rsplit(".", 1)
             if module in conv1d:
@@ -96,23 +93,31 @@ def _gpt2_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
     return out
 
 
-_LLAMA = {"self_attn.q_proj": "attn.q", "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v",
-          "self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
+_QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")  # stacked, in this order, into attn.qkv
+_LLAMA = {"self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
           "mlp.down_proj": "mlp.down", "input_layernorm": "norm1", "post_attention_layernorm": "norm2"}
 
 
 def _llama_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    out = {}
+    out, qkv = {}, {}
     for key, t in state.items():
         if key.endswith(IGNORED_SUFFIXES) or (key == "lm_head.weight" and cfg.tie_embeddings):
             continue
         if key.startswith("model.layers."):
             _, _, i, *rest = key.split(".")
             module, kind = ".".join(rest[:-1]), rest[-1]
-            out[f"blocks.{i}.{_LLAMA.get(module, module)}.{kind}"] = t
+            if module in _QKV and kind == "weight":
+                qkv.setdefault(i, {})[module] = t
+            else:
+                out[f"blocks.{i}.{_LLAMA.get(module, module)}.{kind}"] = t
         else:
             names = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "norm.weight"}
             out[names.get(key, key)] = t
+    for i, parts in qkv.items():
+        if len(parts) == len(_QKV):
+            out[f"blocks.{i}.attn.qkv.weight"] = torch.cat([parts[name] for name in _QKV])
+        else:  # left under their own names, so that the strict load lists them, and the missing qkv, as problems
+            out.update({f"model.layers.{i}.{name}.weight": t for name, t in parts.items()})
     return out
 
 
@@ -122,10 +127,15 @@ def _ours_to_hf(model: GPT) -> dict[str, torch.Tensor]:
     out = {}
     if kind == "llama":
         back = {v: k for k, v in _LLAMA.items()}
+        split = [cfg.n_head * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
         for key, t in state.items():
             if key.startswith("blocks."):
                 _, i, *rest = key.split(".")
-                out[f"model.layers.{i}.{back['.'.join(rest[:-1])]}.{rest[-1]}"] = t
+                module = ".".join(rest[:-1])
+                if module == "attn.qkv":
+                    out.update({f"model.layers.{i}.{name}.weight": w for name, w in zip(_QKV, t.split(split))})
+                else:
+                    out[f"model.layers.{i}.{back[module]}.{rest[-1]}"] = t
             else:
                 out[{"tok_emb.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}.get(key, key)] = t
         return out
@@ -136,9 +146,8 @@ def _ours_to_hf(model: GPT) -> dict[str, torch.Tensor]:
             out[names.get(key, key)] = t
     for i in range(cfg.n_layer):
         p, h = f"blocks.{i}.", f"transformer.h.{i}."
-        out[h + "attn.c_attn.weight"] = torch.cat([state[f"{p}attn.{n}.weight"] for n in "qkv"]).t().contiguous()
-        out[h + "attn.c_attn.bias"] = torch.cat([state[f"{p}attn.{n}.bias"] for n in "qkv"])
-        for ours, theirs in (("attn.o", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+        for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.o", "attn.c_proj"), ("mlp.up", "mlp.c_fc"),
+                             ("mlp.down", "mlp.c_proj")):
             out[f"{h}{theirs}.weight"] = state[f"{p}{ours}.weight"].t().contiguous()
             out[f"{h}{theirs}.bias"] = state[f"{p}{ours}.bias"]
         for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):

@@ -165,3 +165,22 @@ def test_checkpoint_problems_are_all_listed(tmp_path):
     (tmp_path / "bad" / "model.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="cannot read the safetensors"):
         load_hf_checkpoint(tmp_path / "bad")
+
+
+def test_llama_checkpoint_without_a_key_projection_is_explained(tmp_path):
+    """q_proj, k_proj and v_proj are stacked into one qkv matrix; a missing part must still be reported, not crash."""
+    from safetensors.torch import load_file, save_file
+
+    model = GPT(get_preset("llama-1.2b", n_layer=2, d_model=64, n_head=4, n_kv_head=2, d_ff=96, vocab_size=100,
+                           context_length=32))
+    save_hf_checkpoint(model, tmp_path / "ok")
+    state = load_file(tmp_path / "ok" / "model.safetensors")
+    del state["model.layers.1.self_attn.k_proj.weight"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text((tmp_path / "ok" / "config.json").read_text())
+    save_file(state, tmp_path / "bad" / "model.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        load_hf_checkpoint(tmp_path / "bad")
+    assert "missing: blocks.1.attn.qkv.weight" in str(err.value)
+    assert "model.layers.1.self_attn.q_proj.weight" in str(err.value)
+    assert torch.equal(load_hf_checkpoint(tmp_path / "ok").blocks[1].attn.qkv.weight, model.blocks[1].attn.qkv.weight)
