@@ -1,7 +1,7 @@
 """Part II benchmarks, one measurement per process (prints one JSON line):
 
     python benchmarks/model_bench.py train {ours,lfs,hf} {fp32,bf16}   # training-step tokens/s
-    python benchmarks/model_bench.py generate {ours,ours-nocache,hf}   # greedy tokens/s, GPT-2 124M shape
+    python benchmarks/model_bench.py generate {ours,ours-nocache,hf} [bf16]   # greedy tokens/s, GPT-2 124M shape
 
 Training shape (the issue's): 6 layers, 6 heads, d 384, context 256, batch 8, GPT-2's 50,257-token vocabulary,
 AdamW, dropout 0. `lfs` is llms-from-scratch's ch04 GPTModel, installed --no-deps into benchmarks/.peers (its full
@@ -17,7 +17,7 @@ from contextlib import nullcontext
 
 import torch
 
-B, T, STEPS, WARMUP = 8, 256, 4, 1
+B, T, STEPS, WARMUP = 8, 256, 6, 2
 SHAPE = dict(n_layer=6, n_head=6, d_model=384, context_length=256, vocab_size=50257)
 
 
@@ -68,7 +68,9 @@ def train(which: str, precision: str) -> dict:
 
 
 @torch.no_grad()
-def generate(which: str) -> dict:
+def generate(which: str, precision: str = "fp32") -> dict:
+    """Greedy decoding from a 10-token prompt; bf16 casts the weights (and so the KV cache) to bfloat16."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     prompt, new = torch.randint(0, 50257, (1, 10), generator=torch.Generator().manual_seed(0)), 200
     if which.startswith("ours"):
         from llmcourse.config import get_preset
@@ -76,13 +78,14 @@ def generate(which: str) -> dict:
         from llmcourse.model import GPT
 
         torch.manual_seed(0)
-        model = GPT(get_preset("gpt2")).eval()
+        model = GPT(get_preset("gpt2")).eval().to(dtype)
         run = lambda: ours_generate(model, prompt, new, temperature=0, use_cache=which == "ours")
     else:
         from transformers import GPT2Config, GPT2LMHeadModel
 
         torch.manual_seed(0)
-        model = GPT2LMHeadModel(GPT2Config(attn_implementation="sdpa", bos_token_id=0, eos_token_id=0)).eval()
+        config = GPT2Config(attn_implementation="sdpa", bos_token_id=0, eos_token_id=0)
+        model = GPT2LMHeadModel(config).eval().to(dtype)
         run = lambda: model.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False,
                                      use_cache=True, pad_token_id=0)
     start = time.perf_counter()
@@ -93,5 +96,5 @@ def generate(which: str) -> dict:
 
 if __name__ == "__main__":
     torch.set_num_threads(torch.get_num_threads())
-    result = train(sys.argv[2], sys.argv[3]) if sys.argv[1] == "train" else generate(sys.argv[2])
+    result = train(sys.argv[2], sys.argv[3]) if sys.argv[1] == "train" else generate(*sys.argv[2:4])
     print(json.dumps({**result, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

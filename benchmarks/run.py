@@ -2,7 +2,10 @@
 
     python benchmarks/run.py            # 3 runs of each measurement, medians, one machine, one sitting
 
-Speed goals are checked here, as ratios against peers measured in the same run, never in timed tests.
+Speed goals are checked here, as ratios against peers measured in the same run, never in timed tests. The runs of
+the sides of one comparison are interleaved (A B C, A B C, ...) so that a noisy neighbour slows them alike, and every
+model measurement uses the same allocator: tcmalloc when the machine has it (glibc malloc spends a third of a
+training step in page faults here), else glibc's.
 """
 from __future__ import annotations
 
@@ -20,14 +23,32 @@ RUNS = 3
 SINGLE_THREAD = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 
 
+TCMALLOC = next(iter(sorted(Path("/usr/lib").glob("*/libtcmalloc_minimal.so.4"))), None)
+MODEL_ENV = {"LD_PRELOAD": str(TCMALLOC)} if TCMALLOC else {}
+
+
+def run_once(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    out = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def medians(runs: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], (int, float))}
+
+
 def measure(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
     """Median of RUNS fresh processes."""
-    runs = []
+    return medians([run_once(script, *args, env=env) for _ in range(RUNS)])
+
+
+def measure_interleaved(script: str, jobs: dict, env: dict[str, str] | None = None) -> dict:
+    """{name: args} -> {name: medians}, running every job once per round so that all sides share the machine's moods."""
+    runs: dict = {name: [] for name in jobs}
     for _ in range(RUNS):
-        out = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True, text=True, check=True,
-                             env={**os.environ, **(env or {})})
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], (int, float))}
+        for name, args in jobs.items():
+            runs[name].append(run_once(script, *args, env=env))
+    return {name: medians(r) for name, r in runs.items()}
 
 
 def machine() -> str:
@@ -38,12 +59,13 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"tokenizers {tokenizers.__version__}, tiktoken {tiktoken.__version__}; glibc malloc; {date.today()}")
+            f"tokenizers {tokenizers.__version__}, tiktoken {tiktoken.__version__}; "
+            f"model benchmarks with {'tcmalloc' if TCMALLOC else 'glibc malloc'}; {date.today()}")
 
 
 def model_rows() -> list[tuple[str, str, str, str]]:
-    t = {(w, p): measure("model_bench.py", "train", w, p) for w, p in
-         [("ours", "fp32"), ("lfs", "fp32"), ("hf", "fp32"), ("ours", "bf16")]}
+    t = measure_interleaved("model_bench.py", {(w, p): ("train", w, p) for w, p in
+                            [("ours", "fp32"), ("lfs", "fp32"), ("hf", "fp32"), ("ours", "bf16")]}, MODEL_ENV)
     ours = t[("ours", "fp32")]
     rows = [("training step, 6L/6H/d384, ctx 256 x batch 8, fp32", f"{ours['tokens_per_s']:.0f} tokens/s",
              f"llms-from-scratch GPTModel {t[('lfs', 'fp32')]['tokens_per_s']:.0f} tokens/s",
@@ -56,13 +78,21 @@ def model_rows() -> list[tuple[str, str, str, str]]:
              f"{t[('ours', 'bf16')]['tokens_per_s'] / t[('hf', 'fp32')]['tokens_per_s']:.2f}x (target: 1.6x)"),
             ("peak memory of the fp32 training step", f"{ours['peak_rss_mb']:.0f} MB",
              f"LFS {t[('lfs', 'fp32')]['peak_rss_mb']:.0f} MB, HF {t[('hf', 'fp32')]['peak_rss_mb']:.0f} MB", "")]
-    g = {w: measure("model_bench.py", "generate", w) for w in ("ours", "ours-nocache", "hf")}
+    g = measure_interleaved("model_bench.py", {w: ("generate", *w.split("/")) for w in
+                            ("ours", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)
     rows += [("greedy generation, GPT-2 124M shape, 200 tokens, KV cache", f"{g['ours']['tokens_per_s']:.1f} tokens/s",
               f"HF generate(use_cache=True) {g['hf']['tokens_per_s']:.1f} tokens/s",
               f"{g['ours']['tokens_per_s'] / g['hf']['tokens_per_s']:.2f}x (target: 1.2x)"),
              ("same, against our own path without the cache", f"{g['ours']['tokens_per_s']:.1f} tokens/s",
               f"no cache {g['ours-nocache']['tokens_per_s']:.1f} tokens/s",
               f"{g['ours']['tokens_per_s'] / g['ours-nocache']['tokens_per_s']:.1f}x (target: 5x)"),
+             ("same in bf16 (weights and KV cache), against HF in bf16",
+              f"{g['ours/bf16']['tokens_per_s']:.1f} tokens/s",
+              f"HF {g['hf/bf16']['tokens_per_s']:.1f} tokens/s",
+              f"{g['ours/bf16']['tokens_per_s'] / g['hf/bf16']['tokens_per_s']:.2f}x"),
+             ("ours in bf16, against HF in fp32", f"{g['ours/bf16']['tokens_per_s']:.1f} tokens/s",
+              f"HF {g['hf']['tokens_per_s']:.1f} tokens/s",
+              f"{g['ours/bf16']['tokens_per_s'] / g['hf']['tokens_per_s']:.2f}x (half the bytes per weight)"),
              ("peak memory of generation", f"{g['ours']['peak_rss_mb']:.0f} MB", f"HF {g['hf']['peak_rss_mb']:.0f} MB",
               "")]
     return rows

@@ -10,7 +10,7 @@ log() { printf '[setup] %s\n' "$*"; }
 # --- system packages -------------------------------------------------------------------------------------------
 apt_missing=()
 for pkg in texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-xetex latexmk \
-           fonts-freefont-otf fonts-dejavu-core poppler-utils; do
+           fonts-freefont-otf fonts-dejavu-core poppler-utils libtcmalloc-minimal4; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$pkg")
 done
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_missing+=(chromium)
