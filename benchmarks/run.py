@@ -107,8 +107,9 @@ def main() -> None:
                  f"{ours['seconds'] / hf['seconds']:.1f}x slower (target: within 10x)"))
     rows.append(("peak memory of that training", f"{ours['peak_rss_mb']:.0f} MB", f"HF {hf['peak_rss_mb']:.0f} MB",
                  f"{ours['peak_rss_mb'] / hf['peak_rss_mb']:.1f}x"))
-    py, fast, own, tk = (measure("tokenizer_bench.py", w)
-                         for w in ("encode-python", "encode-fast", "encode-fast-own", "encode-tiktoken"))
+    enc = measure_interleaved("tokenizer_bench.py", {w: (w,) for w in
+                              ("encode-python", "encode-fast", "encode-fast-own", "encode-tiktoken")})
+    py, fast, own, tk = enc["encode-python"], enc["encode-fast"], enc["encode-fast-own"], enc["encode-tiktoken"]
     rows.append(("encoding, pure Python (GPT-2 vocabulary)", f"{py['mb_per_s']:.1f} MB/s",
                  f"tiktoken {tk['mb_per_s']:.1f} MB/s", f"{py['mb_per_s'] / tk['mb_per_s']:.2f}x"))
     rows.append(("encoding, fast path to_tiktoken() (GPT-2 vocabulary)", f"{fast['mb_per_s']:.1f} MB/s",
