@@ -4,8 +4,8 @@
 
 Speed goals are checked here, as ratios against peers measured in the same run, never in timed tests. The runs of
 the sides of one comparison are interleaved (A B C, A B C, ...) so that a noisy neighbour slows them alike, and every
-model measurement uses the same allocator: tcmalloc when the machine has it (glibc malloc spends a third of a
-training step in page faults here), else glibc's.
+model measurement uses the same allocator: tcmalloc when the machine has it (with glibc malloc the large activation
+buffers of a training step fault in again at every step, and every side runs far slower), else glibc's.
 """
 from __future__ import annotations
 

@@ -68,34 +68,33 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     raise CheckpointError("this config is neither GPT-2-shaped nor Llama-shaped, so no HF format fits it")
 
 
+# HF's names -> ours, both ways. Inside a block the keys are module names; the weight/bias suffix is kept.
+_GPT2_BLOCK = {"attn.c_attn": "attn.qkv", "attn.c_proj": "attn.o", "mlp.c_fc": "mlp.up", "mlp.c_proj": "mlp.down",
+               "ln_1": "norm1", "ln_2": "norm2"}
+_GPT2_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # (in, out) weights: transposed both ways
+_GPT2_TOP = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight", "ln_f.weight": "norm.weight",
+             "ln_f.bias": "norm.bias"}  # under "transformer." (some old files leave the prefix out)
+_QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")  # stacked, in this order, into attn.qkv
+_LLAMA_BLOCK = {"self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
+                "mlp.down_proj": "mlp.down", "input_layernorm": "norm1", "post_attention_layernorm": "norm2"}
+_LLAMA_TOP = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "norm.weight"}
+
+
 def _gpt2_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     out = {}
     for key, t in state.items():
         key = key.removeprefix("transformer.")
         if key.endswith(IGNORED_SUFFIXES) or (key == "lm_head.weight" and cfg.tie_embeddings):
             continue
-        parts = key.split(".")
-        if parts[0] == "h":
-            i, rest = parts[1], ".".join(parts[2:])
-            p = f"blocks.{i}."
-            conv1d = {"attn.c_attn": "attn.qkv", "attn.c_proj": "attn.o", "mlp.c_fc": "mlp.up",
-                      "mlp.c_proj": "mlp.down"}
-            norms = {"ln_1": "norm1", "ln_2": "norm2"}
-            module, kind = rest.rsplit(".", 1)
-            if module in conv1d:
-                out[f"{p}{conv1d[module]}.{kind}"] = t.t().contiguous() if kind == "weight" else t
-            else:
-                out[f"{p}{norms.get(module, module)}.{kind}"] = t
+        if key.startswith("h."):
+            _, i, *rest = key.split(".")
+            module, kind = ".".join(rest[:-1]), rest[-1]
+            if module in _GPT2_CONV1D and kind == "weight":
+                t = t.t().contiguous()
+            out[f"blocks.{i}.{_GPT2_BLOCK.get(module, module)}.{kind}"] = t
         else:
-            names = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight", "ln_f.weight": "norm.weight",
-                     "ln_f.bias": "norm.bias"}
-            out[names.get(key, key)] = t
+            out[_GPT2_TOP.get(key, key)] = t
     return out
-
-
-_QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")  # stacked, in this order, into attn.qkv
-_LLAMA = {"self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
-          "mlp.down_proj": "mlp.down", "input_layernorm": "norm1", "post_attention_layernorm": "norm2"}
 
 
 def _llama_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -109,10 +108,9 @@ def _llama_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str
             if module in _QKV and kind == "weight":
                 qkv.setdefault(i, {})[module] = t
             else:
-                out[f"blocks.{i}.{_LLAMA.get(module, module)}.{kind}"] = t
+                out[f"blocks.{i}.{_LLAMA_BLOCK.get(module, module)}.{kind}"] = t
         else:
-            names = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "norm.weight"}
-            out[names.get(key, key)] = t
+            out[_LLAMA_TOP.get(key, key)] = t
     for i, parts in qkv.items():
         if len(parts) == len(_QKV):
             out[f"blocks.{i}.attn.qkv.weight"] = torch.cat([parts[name] for name in _QKV])
@@ -122,36 +120,26 @@ def _llama_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str
 
 
 def _ours_to_hf(model: GPT) -> dict[str, torch.Tensor]:
-    cfg, kind = model.cfg, config_to_hf(model.cfg)["model_type"]
+    cfg, llama = model.cfg, config_to_hf(model.cfg)["model_type"] == "llama"
     state = {k: v for k, v in model.state_dict().items() if not (cfg.tie_embeddings and k == "lm_head.weight")}
+    block = {v: k for k, v in (_LLAMA_BLOCK if llama else _GPT2_BLOCK).items()}
+    top = {v: k if llama else f"transformer.{k}" for k, v in (_LLAMA_TOP if llama else _GPT2_TOP).items()}
+    layer = "model.layers" if llama else "transformer.h"
+    qkv_split = [cfg.n_head * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
     out = {}
-    if kind == "llama":
-        back = {v: k for k, v in _LLAMA.items()}
-        split = [cfg.n_head * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
-        for key, t in state.items():
-            if key.startswith("blocks."):
-                _, i, *rest = key.split(".")
-                module = ".".join(rest[:-1])
-                if module == "attn.qkv":
-                    out.update({f"model.layers.{i}.{name}.weight": w for name, w in zip(_QKV, t.split(split))})
-                else:
-                    out[f"model.layers.{i}.{back[module]}.{rest[-1]}"] = t
-            else:
-                out[{"tok_emb.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}.get(key, key)] = t
-        return out
-    names = {"tok_emb.weight": "transformer.wte.weight", "pos_emb.weight": "transformer.wpe.weight",
-             "norm.weight": "transformer.ln_f.weight", "norm.bias": "transformer.ln_f.bias"}
     for key, t in state.items():
         if not key.startswith("blocks."):
-            out[names.get(key, key)] = t
-    for i in range(cfg.n_layer):
-        p, h = f"blocks.{i}.", f"transformer.h.{i}."
-        for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.o", "attn.c_proj"), ("mlp.up", "mlp.c_fc"),
-                             ("mlp.down", "mlp.c_proj")):
-            out[f"{h}{theirs}.weight"] = state[f"{p}{ours}.weight"].t().contiguous()
-            out[f"{h}{theirs}.bias"] = state[f"{p}{ours}.bias"]
-        for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):
-            out[f"{h}{theirs}.weight"], out[f"{h}{theirs}.bias"] = state[f"{p}{ours}.weight"], state[f"{p}{ours}.bias"]
+            out[top.get(key, key)] = t
+            continue
+        _, i, *rest = key.split(".")
+        module, kind = ".".join(rest[:-1]), rest[-1]
+        if llama and module == "attn.qkv":
+            out.update({f"{layer}.{i}.{name}.weight": w for name, w in zip(_QKV, t.split(qkv_split))})
+            continue
+        theirs = block[module]
+        if theirs in _GPT2_CONV1D and kind == "weight":
+            t = t.t().contiguous()
+        out[f"{layer}.{i}.{theirs}.{kind}"] = t
     return out
 
 
