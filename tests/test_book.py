@@ -63,8 +63,24 @@ def test_every_chapter_draws_its_figures_without_errors(browser, built_book, not
     page.wait_for_timeout(500)
     marks = page.eval_on_selector_all(
         ".plotly-graph-div", "els => els.map(e => e.querySelectorAll('.main-svg path, .main-svg rect').length)")
+    fonts = unloadable_fonts(page)
     page.close()
-    assert problems == [] and all(m > 5 for m in marks)
+    assert problems == [] and fonts == [] and all(m > 5 for m in marks)
+
+
+def unloadable_fonts(page) -> list[str]:
+    """A browser fetches a font only when some text needs it, which depends on the machine's fonts and on timing.
+    Load every @font-face the page declares (theme, MathJax, the widget bundle's icons): a wrong URL fails every time."""
+    return page.evaluate("""async () => {
+        const faces = Array.from(document.fonts);
+        const results = await Promise.allSettled(faces.map(f => f.load()));
+        return faces.filter((f, i) => results[i].status === 'rejected').map(f => `${f.family} ${f.weight}`);
+    }""")
+
+
+def test_every_declared_font_can_be_loaded(chapter):
+    page, _ = chapter
+    assert page.evaluate("document.fonts.size") > 10 and unloadable_fonts(page) == []
 
 
 def test_every_plotly_figure_rendered_with_content(chapter):
