@@ -1,7 +1,10 @@
 """Part II benchmarks, one measurement per process (prints one JSON line):
 
     python benchmarks/model_bench.py train {ours,lfs,hf} {fp32,bf16}   # training-step tokens/s
-    python benchmarks/model_bench.py generate {ours,ours-nocache,hf} [bf16]   # greedy tokens/s, GPT-2 124M shape
+    python benchmarks/model_bench.py generate {ours,ours-row,ours-nocache,hf} [bf16]   # greedy tokens/s, GPT-2 124M
+
+Generation: `ours` and `ours-nocache` first let `tune_weight_layout` pick the weights' memory order (untimed, like
+building the model; the seconds it took are reported); `ours-row` keeps nn.Linear's row order.
 
 Training shape (the issue's): 6 layers, 6 heads, d 384, context 256, batch 8, GPT-2's 50,257-token vocabulary,
 AdamW, dropout 0. `lfs` is llms-from-scratch's ch04 GPTModel, installed --no-deps into benchmarks/.peers (its full
@@ -72,14 +75,20 @@ def generate(which: str, precision: str = "fp32") -> dict:
     """Greedy decoding from a 10-token prompt; bf16 casts the weights (and so the KV cache) to bfloat16."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     prompt, new = torch.randint(0, 50257, (1, 10), generator=torch.Generator().manual_seed(0)), 200
+    extra = {}
     if which.startswith("ours"):
         from llmcourse.config import get_preset
         from llmcourse.generate import generate as ours_generate
         from llmcourse.model import GPT
+        from llmcourse.weight_layout import tune_weight_layout, weight_layout
 
         torch.manual_seed(0)
         model = GPT(get_preset("gpt2")).eval().to(dtype)
-        run = lambda: ours_generate(model, prompt, new, temperature=0, use_cache=which == "ours")
+        if which != "ours-row":
+            start = time.perf_counter()
+            extra = {"ms_per_token": tune_weight_layout(model), "tuning_s": time.perf_counter() - start}
+        extra["layout"] = weight_layout(model)
+        run = lambda: ours_generate(model, prompt, new, temperature=0, use_cache=which != "ours-nocache")
     else:
         from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -91,7 +100,7 @@ def generate(which: str, precision: str = "fp32") -> dict:
     start = time.perf_counter()
     out = run()
     seconds = time.perf_counter() - start
-    return {"tokens_per_s": (out.shape[1] - prompt.shape[1]) / seconds}
+    return {"tokens_per_s": (out.shape[1] - prompt.shape[1]) / seconds, **extra}
 
 
 if __name__ == "__main__":

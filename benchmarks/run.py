@@ -34,7 +34,10 @@ def run_once(script: str, *args: str, env: dict[str, str] | None = None) -> dict
 
 
 def medians(runs: list[dict]) -> dict:
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], (int, float))}
+    """Numbers: the median over runs; words (such as the weight layout picked): every value seen, joined by '/'."""
+    numbers = {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], (int, float))}
+    words = {key: "/".join(sorted({r[key] for r in runs})) for key in runs[0] if isinstance(runs[0][key], str)}
+    return {**numbers, **words}
 
 
 def measure(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
@@ -79,14 +82,19 @@ def model_rows() -> list[tuple[str, str, str, str]]:
             ("peak memory of the fp32 training step", f"{ours['peak_rss_mb']:.0f} MB",
              f"LFS {t[('lfs', 'fp32')]['peak_rss_mb']:.0f} MB, HF {t[('hf', 'fp32')]['peak_rss_mb']:.0f} MB", "")]
     g = measure_interleaved("model_bench.py", {w: ("generate", *w.split("/")) for w in
-                            ("ours", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)
-    rows += [("greedy generation, GPT-2 124M shape, 200 tokens, KV cache", f"{g['ours']['tokens_per_s']:.1f} tokens/s",
+                            ("ours", "ours-row", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)
+    rows += [("greedy generation, GPT-2 124M shape, 200 tokens, KV cache, weight layout picked by "
+              f"tune_weight_layout ({g['ours']['layout']}-major, {g['ours']['tuning_s']:.1f} s to pick)",
+              f"{g['ours']['tokens_per_s']:.1f} tokens/s",
               f"HF generate(use_cache=True) {g['hf']['tokens_per_s']:.1f} tokens/s",
               f"{g['ours']['tokens_per_s'] / g['hf']['tokens_per_s']:.2f}x (target: 1.2x)"),
+             ("same with nn.Linear's row-major weights, against HF", f"{g['ours-row']['tokens_per_s']:.1f} tokens/s",
+              f"HF {g['hf']['tokens_per_s']:.1f} tokens/s",
+              f"{g['ours-row']['tokens_per_s'] / g['hf']['tokens_per_s']:.2f}x"),
              ("same, against our own path without the cache", f"{g['ours']['tokens_per_s']:.1f} tokens/s",
               f"no cache {g['ours-nocache']['tokens_per_s']:.1f} tokens/s",
               f"{g['ours']['tokens_per_s'] / g['ours-nocache']['tokens_per_s']:.1f}x (target: 5x)"),
-             ("same in bf16 (weights and KV cache), against HF in bf16",
+             (f"same in bf16 (weights and KV cache; {g['ours/bf16']['layout']}-major), against HF in bf16",
               f"{g['ours/bf16']['tokens_per_s']:.1f} tokens/s",
               f"HF {g['hf/bf16']['tokens_per_s']:.1f} tokens/s",
               f"{g['ours/bf16']['tokens_per_s'] / g['hf/bf16']['tokens_per_s']:.2f}x"),
