@@ -1,7 +1,8 @@
 """Generating text: greedy, temperature, top-k and top-p sampling, with or without the KV cache.
 
 With the cache, each step feeds only the newest token and attends over stored keys and values: O(T) work per token
-instead of O(T^2). Both paths give identical tokens (tested).
+instead of O(T^2). Both paths give identical tokens (tested). Each cached step then reads every weight once, so its
+speed is memory bandwidth: `llmcourse.weight_layout.tune_weight_layout` picks the weights' faster order in memory.
 
 >>> top_p_filter(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), 0.7).isinf().tolist()
 [[False, False, True, True]]
