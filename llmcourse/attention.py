@@ -111,7 +111,8 @@ class MultiHeadAttention(nn.Module):
         self.H, self.G, self.D, self.layer = cfg.n_head, cfg.kv_heads, cfg.head_dim, layer
         # q, k and v of every head come from one (H + 2G) * D-wide projection: one matrix multiply instead of three,
         # which matters most when decoding one token at a time (a few large reads beat many small ones)
-        self.qkv = nn.Linear(cfg.d_model, (self.H + 2 * self.G) * self.D, bias=cfg.bias)
+        self.qkv_sizes = [self.H * self.D, self.G * self.D, self.G * self.D]  # widths of q, k and v in that output
+        self.qkv = nn.Linear(cfg.d_model, sum(self.qkv_sizes), bias=cfg.bias)
         self.o = nn.Linear(self.H * self.D, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.fused = True  # F.scaled_dot_product_attention (FlashAttention where available); False: naive_attention
@@ -122,7 +123,7 @@ class MultiHeadAttention(nn.Module):
                 cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """mask: a bool mask (T, S) or (B, 1, T, S) to use instead of the causal one (True: may attend)."""
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).split([self.H * self.D, self.G * self.D, self.G * self.D], dim=-1)
+        q, k, v = self.qkv(x).split(self.qkv_sizes, dim=-1)
         q = q.view(B, T, self.H, self.D).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, self.G, self.D).transpose(1, 2)  # (B, G, T, D)
         v = v.view(B, T, self.G, self.D).transpose(1, 2)  # (B, G, T, D)

@@ -125,7 +125,6 @@ def _ours_to_hf(model: GPT) -> dict[str, torch.Tensor]:
     block = {v: k for k, v in (_LLAMA_BLOCK if llama else _GPT2_BLOCK).items()}
     top = {v: k if llama else f"transformer.{k}" for k, v in (_LLAMA_TOP if llama else _GPT2_TOP).items()}
     layer = "model.layers" if llama else "transformer.h"
-    qkv_split = [cfg.n_head * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
     out = {}
     for key, t in state.items():
         if not key.startswith("blocks."):
@@ -134,7 +133,7 @@ def _ours_to_hf(model: GPT) -> dict[str, torch.Tensor]:
         _, i, *rest = key.split(".")
         module, kind = ".".join(rest[:-1]), rest[-1]
         if llama and module == "attn.qkv":
-            out.update({f"{layer}.{i}.{name}.weight": w for name, w in zip(_QKV, t.split(qkv_split))})
+            out.update({f"{layer}.{i}.{name}.weight": w for name, w in zip(_QKV, t.split(model.blocks[int(i)].attn.qkv_sizes))})
             continue
         theirs = block[module]
         if theirs in _GPT2_CONV1D and kind == "weight":

@@ -2,6 +2,7 @@
 checkpoints) and against properties that must hold (causality, RoPE's relative positions, cache = no cache)."""
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
@@ -169,8 +170,6 @@ def test_checkpoint_problems_are_all_listed(tmp_path):
 
 def test_llama_checkpoint_without_a_key_projection_is_explained(tmp_path):
     """q_proj, k_proj and v_proj are stacked into one qkv matrix; a missing part must still be reported, not crash."""
-    from safetensors.torch import load_file, save_file
-
     model = GPT(get_preset("llama-1.2b", n_layer=2, d_model=64, n_head=4, n_kv_head=2, d_ff=96, vocab_size=100,
                            context_length=32))
     save_hf_checkpoint(model, tmp_path / "ok")
