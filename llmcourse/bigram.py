@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from llmcourse.embeddings import check_token_ids
 from llmcourse.loss import mean_nll
 
 
@@ -24,8 +25,7 @@ def bigram_counts(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     ids = torch.as_tensor(ids)
     if ids.dim() != 1 or ids.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"ids must be a 1-D integer tensor, got dtype {ids.dtype} and shape {tuple(ids.shape)}")
-    if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"ids must lie in [0, {vocab_size}), got range [{ids.min().item()}, {ids.max().item()}]")
+    check_token_ids(ids[None], vocab_size)
     pair_index = ids[:-1].long() * vocab_size + ids[1:].long()  # one bin per (current, next) pair
     return torch.bincount(pair_index, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
 

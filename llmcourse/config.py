@@ -14,6 +14,24 @@ from typing import Any, Literal
 
 
 @dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3's RoPE scaling ("rope_type": "llama3" in HF configs): stretch the slow rotations of a model trained on
+    `original_context` positions so that it reads longer texts. Rotations faster than
+    `original_context / high_freq_factor` positions per turn are kept; those slower than
+    `original_context / low_freq_factor` are divided by `factor`; the ones in between are blended smoothly."""
+    factor: float = 32.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_context: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.factor < 1 or self.original_context <= 0:
+            raise ValueError(f"RoPE scaling needs factor >= 1 and a positive original_context, got {self}")
+        if not 0 < self.low_freq_factor < self.high_freq_factor:
+            raise ValueError(f"RoPE scaling needs 0 < low_freq_factor < high_freq_factor, got {self}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int = 50257
     context_length: int = 1024
@@ -21,11 +39,12 @@ class ModelConfig:
     n_head: int = 12
     n_kv_head: int | None = None  # None: one K/V head per query head (MHA); 1 is MQA; in between is GQA
     d_model: int = 768
-    d_ff: int | None = None  # None: 4 * d_model, GPT-2's choice
+    d_ff: int | None = None  # None: 4 * d_model for GELU (GPT-2); about 8/3 * d_model for SwiGLU (Llama)
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     mlp: Literal["gelu", "swiglu"] = "gelu"
     position: Literal["learned", "rope"] = "learned"
     rope_theta: float = 10000.0
+    rope_scaling: RopeScaling | None = None  # None: plain RoPE
     tie_embeddings: bool = True
     bias: bool = True
     dropout: float = 0.0
@@ -65,7 +84,18 @@ class ModelConfig:
 
     @property
     def ffn_dim(self) -> int:
-        return 4 * self.d_model if self.d_ff is None else self.d_ff
+        """The MLP's hidden width. SwiGLU has three matrices instead of two, so Llama shrinks the width to 2/3 of 4d,
+        which keeps the parameters (and FLOPs) of GPT-2's 4d GELU MLP; rounded up to a multiple of 64 for fast
+        matrix multiplies (Llama rounds to 256; its presets give their real widths explicitly).
+
+        >>> ModelConfig(d_model=768).ffn_dim, ModelConfig(d_model=768, mlp="swiglu").ffn_dim
+        (3072, 2048)
+        """
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.mlp == "gelu":
+            return 4 * self.d_model
+        return -(-(8 * self.d_model) // (3 * 64)) * 64
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -77,9 +107,11 @@ PRESETS: dict[str, ModelConfig] = {
     # OpenAI GPT-2 small and medium (HF openai-community/gpt2, gpt2-medium)
     "gpt2": ModelConfig(),
     "gpt2-medium": ModelConfig(n_layer=24, n_head=16, d_model=1024),
-    # The "entry-level" 1.2B model with a 4096-token context; the shape of Llama 3.2 1B (tied embeddings, GQA 32:8)
+    # The "entry-level" 1.2B model with a 4096-token context; the shape of Llama 3.2 1B (tied embeddings, GQA 32:8,
+    # Llama 3's RoPE scaling), whose HF checkpoint loads into it
     "llama-1.2b": ModelConfig(vocab_size=128256, context_length=4096, n_layer=16, n_head=32, n_kv_head=8,
-                              d_model=2048, d_ff=8192, rope_theta=500000.0, **_LLAMA),
+                              d_model=2048, d_ff=8192, rope_theta=500000.0, rope_scaling=RopeScaling(),
+                              **_LLAMA),
     # Llama 2 7B: untied head, full multi-head attention
     "llama-7b": ModelConfig(vocab_size=32000, context_length=4096, n_layer=32, n_head=32, d_model=4096,
                             d_ff=11008, tie_embeddings=False, **_LLAMA),

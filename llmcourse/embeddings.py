@@ -11,6 +11,36 @@ import torch
 from torch import nn
 
 
+def check_token_ids(ids: torch.Tensor, vocab_size: int, context_length: int | None = None, start: int = 0) -> None:
+    """Raise a clear error unless `ids` is a (batch, time) integer tensor of ids in [0, vocab_size) that fits the
+    context after `start` cached positions. An out-of-range id would otherwise surface as an opaque indexing error
+    (on a GPU, a device-side assert that poisons the whole process).
+
+    The range check reads the ids' minimum and maximum back from the device: on the CPU that is cheap; on an
+    accelerator it would stall the queue at every step, so there the check is queued as an asynchronous assert.
+
+    >>> check_token_ids(torch.tensor([[1, 9]]), vocab_size=5)
+    Traceback (most recent call last):
+    ValueError: token ids must lie in [0, 5), got [1, 9]
+    """
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64):
+        got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(f"token ids must be an integer (int32/int64) tensor, got {got}")
+    if ids.dim() != 2:
+        raise ValueError(f"expected ids of shape (batch, time), got {tuple(ids.shape)}")
+    if context_length is not None and start + ids.shape[1] > context_length:
+        raise ValueError(f"sequence of {start + ids.shape[1]} tokens is longer than the context length "
+                         f"{context_length}")
+    if not ids.numel():
+        return
+    if ids.device.type != "cpu":
+        torch._assert_async(((ids >= 0) & (ids < vocab_size)).all(), f"token ids must lie in [0, {vocab_size})")
+        return
+    low, high = torch.stack(torch.aminmax(ids)).tolist()  # one read of both numbers
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got [{low}, {high}]")
+
+
 class TokenAndPositionEmbedding(nn.Module):
     def __init__(self, vocab_size: int, context_length: int, d_model: int) -> None:
         super().__init__()
@@ -19,14 +49,6 @@ class TokenAndPositionEmbedding(nn.Module):
         self.vocab_size, self.context_length = vocab_size, context_length
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"token ids must be an integer tensor, got dtype {ids.dtype}")
-        if ids.dim() != 2:
-            raise ValueError(f"expected ids of shape (batch, time), got {tuple(ids.shape)}")
-        T = ids.shape[1]
-        if T > self.context_length:
-            raise ValueError(f"sequence of {T} tokens is longer than the context length {self.context_length}")
-        if ids.numel() and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{int(ids.min())}, {int(ids.max())}]")
-        positions = torch.arange(T, device=ids.device)  # (T,)
+        check_token_ids(ids, self.vocab_size, self.context_length)
+        positions = torch.arange(ids.shape[1], device=ids.device)  # (T,)
         return self.token(ids) + self.position(positions)  # (B, T, d) + (T, d) broadcasts over the batch

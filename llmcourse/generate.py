@@ -44,42 +44,63 @@ def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
 
 
-def _validate(model, ids: torch.Tensor, max_new_tokens: int, temperature: float, top_k, top_p) -> None:
+def _validate(model, ids: torch.Tensor, max_new_tokens: int, temperature: float, top_k, top_p,
+              use_cache: bool) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        raise ValueError(f"the prompt must be a (batch, time) tensor of token ids, got "
+                         f"{tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__}")
+    if ids.shape[1] == 0:
+        raise ValueError("the prompt is empty: give at least one token (to start from nothing, use the "
+                         "end-of-text id, which models see before every document)")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if ids.shape[1] + max_new_tokens > model.cfg.context_length:
-        raise ValueError(f"prompt ({ids.shape[1]}) plus max_new_tokens ({max_new_tokens}) exceeds the context "
-                         f"length {model.cfg.context_length}")
+    # the last new token is returned but never fed back, so the model sees prompt + max_new_tokens - 1 positions
+    seen = ids.shape[1] + max_new_tokens - 1
+    if use_cache and seen > model.cfg.context_length:
+        raise ValueError(f"prompt ({ids.shape[1]}) plus max_new_tokens ({max_new_tokens}) needs {seen} positions, "
+                         f"more than the context length {model.cfg.context_length}; use_cache=False slides a "
+                         f"window over the last {model.cfg.context_length} tokens instead")
 
 
 @torch.no_grad()
 def stream(model, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
            top_p: float | None = None, seed: int | None = None, eos_id: int | None = None,
            use_cache: bool = True) -> Iterator[torch.Tensor]:
-    """Yield each new (B,) batch of token ids as soon as it is chosen. Stops early once every row produced eos_id."""
-    _validate(model, ids, max_new_tokens, temperature, top_k, top_p)
+    """Yield each new (B,) batch of token ids as soon as it is chosen. Stops early once every row produced eos_id.
+
+    With the cache, prompt and output must fit the context. Without it, the model reads the last
+    `context_length` tokens at every step (a sliding window), so generation can run on past the context."""
+    _validate(model, ids, max_new_tokens, temperature, top_k, top_p, use_cache)
+    if max_new_tokens == 0:
+        return
     was_training = model.training
     model.eval()
+    window = model.cfg.context_length
     generator = torch.Generator(ids.device).manual_seed(seed) if seed is not None else None
     cache = (KVCache.empty(model.cfg, ids.shape[0], ids.device, model.tok_emb.weight.dtype,
-                           ids.shape[1] + max_new_tokens) if use_cache else None)
+                           ids.shape[1] + max_new_tokens - 1) if use_cache else None)
     context, done = ids, torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     try:
-        logits = model(ids, cache=cache)[:, -1]
-        for _ in range(max_new_tokens):
+        logits = model(ids if use_cache else ids[:, -window:], cache=cache, last_only=True)[:, -1]  # (B, V)
+        for step in range(max_new_tokens):
             token = next_token(logits, temperature, top_k, top_p, generator)
             if eos_id is not None:
                 token = token.masked_fill(done, eos_id)  # finished rows keep emitting end-of-text
                 done |= token == eos_id
             yield token
-            if eos_id is not None and bool(done.all()):
+            if step == max_new_tokens - 1 or (eos_id is not None and bool(done.all())):
                 return
-            context = torch.cat([context, token[:, None]], dim=1)
-            logits = (model(token[:, None], cache=cache) if use_cache else model(context))[:, -1]
+            if use_cache:
+                logits = model(token[:, None], cache=cache)[:, -1]
+            else:
+                context = torch.cat([context, token[:, None]], dim=1)[:, -window:]  # the sliding window
+                logits = model(context, last_only=True)[:, -1]
     finally:
         model.train(was_training)
 

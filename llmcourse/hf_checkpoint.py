@@ -12,11 +12,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from llmcourse.config import ModelConfig
+from llmcourse.attention import rope_tables
+from llmcourse.config import ModelConfig, RopeScaling
 from llmcourse.model import GPT
 
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")  # buffers some old files carry
@@ -37,8 +40,15 @@ def config_from_hf(hf: dict) -> ModelConfig:
                            tie_embeddings=hf.get("tie_word_embeddings", True))
     if kind == "llama":
         rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-        if rope.get("rope_type", "default") != "default":
-            raise CheckpointError(f"unsupported RoPE scaling {rope.get('rope_type')!r}; only plain RoPE is built here")
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in ("default", "llama3"):
+            raise CheckpointError(f"unsupported RoPE scaling {rope_type!r}; plain RoPE and Llama 3's ('llama3') are "
+                                  f"built here")
+        scaling = None
+        if rope_type == "llama3":
+            scaling = RopeScaling(factor=float(rope["factor"]), low_freq_factor=float(rope["low_freq_factor"]),
+                                  high_freq_factor=float(rope["high_freq_factor"]),
+                                  original_context=int(rope["original_max_position_embeddings"]))
         if hf.get("attention_bias") or hf.get("mlp_bias"):
             raise CheckpointError("Llama checkpoints with biases are not supported")
         heads = hf["num_attention_heads"]
@@ -48,7 +58,8 @@ def config_from_hf(hf: dict) -> ModelConfig:
                            n_layer=hf["num_hidden_layers"], n_head=heads,
                            n_kv_head=hf.get("num_key_value_heads", heads), d_model=hf["hidden_size"],
                            d_ff=hf["intermediate_size"], norm="rmsnorm", mlp="swiglu", position="rope",
-                           rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))), bias=False,
+                           rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
+                           rope_scaling=scaling, bias=False,
                            norm_eps=hf.get("rms_norm_eps", 1e-6), tie_embeddings=hf.get("tie_word_embeddings", False))
     raise CheckpointError(f"unsupported model_type {kind!r}; supported: gpt2, llama")
 
@@ -60,11 +71,16 @@ def config_to_hf(cfg: ModelConfig) -> dict:
                 "n_inner": cfg.d_ff, "layer_norm_epsilon": cfg.norm_eps, "activation_function": "gelu_new",
                 "tie_word_embeddings": cfg.tie_embeddings}
     if cfg.position == "rope" and cfg.norm == "rmsnorm" and cfg.mlp == "swiglu" and not cfg.bias:
+        scaling = cfg.rope_scaling
+        rope = {} if scaling is None else {"rope_scaling": {
+            "rope_type": "llama3", "factor": scaling.factor, "low_freq_factor": scaling.low_freq_factor,
+            "high_freq_factor": scaling.high_freq_factor,
+            "original_max_position_embeddings": scaling.original_context}}
         return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": cfg.vocab_size,
                 "max_position_embeddings": cfg.context_length, "num_hidden_layers": cfg.n_layer,
                 "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.kv_heads, "hidden_size": cfg.d_model,
                 "intermediate_size": cfg.ffn_dim, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
-                "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu"}
+                "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu", **rope}
     raise CheckpointError("this config is neither GPT-2-shaped nor Llama-shaped, so no HF format fits it")
 
 
@@ -80,9 +96,9 @@ _LLAMA_BLOCK = {"self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.
 _LLAMA_TOP = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "norm.weight"}
 
 
-def _gpt2_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def _gpt2_to_ours(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     out = {}
-    for key, t in state.items():
+    for key, t in tensors:
         key = key.removeprefix("transformer.")
         if key.endswith(IGNORED_SUFFIXES) or (key == "lm_head.weight" and cfg.tie_embeddings):
             continue
@@ -97,25 +113,25 @@ def _gpt2_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
     return out
 
 
-def _llama_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def _llama_to_ours(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     out, qkv = {}, {}
-    for key, t in state.items():
+    for key, t in tensors:
         if key.endswith(IGNORED_SUFFIXES) or (key == "lm_head.weight" and cfg.tie_embeddings):
             continue
         if key.startswith("model.layers."):
             _, _, i, *rest = key.split(".")
             module, kind = ".".join(rest[:-1]), rest[-1]
             if module in _QKV and kind == "weight":
-                qkv.setdefault(i, {})[module] = t
+                parts = qkv.setdefault(i, {})
+                parts[module] = t
+                if len(parts) == len(_QKV):  # stack as soon as all three arrived, so the parts can be freed
+                    out[f"blocks.{i}.attn.qkv.weight"] = torch.cat([parts.pop(name) for name in _QKV])
             else:
                 out[f"blocks.{i}.{_LLAMA_BLOCK.get(module, module)}.{kind}"] = t
         else:
             out[_LLAMA_TOP.get(key, key)] = t
-    for i, parts in qkv.items():
-        if len(parts) == len(_QKV):
-            out[f"blocks.{i}.attn.qkv.weight"] = torch.cat([parts[name] for name in _QKV])
-        else:  # left under their own names, so that the strict load lists them, and the missing qkv, as problems
-            out.update({f"model.layers.{i}.{name}.weight": t for name, t in parts.items()})
+    for i, parts in qkv.items():  # incomplete: left under their own names, so the strict load lists them (and the
+        out.update({f"model.layers.{i}.{name}.weight": t for name, t in parts.items()})  # missing qkv) as problems
     return out
 
 
@@ -142,21 +158,28 @@ def _ours_to_hf(model: GPT) -> dict[str, torch.Tensor]:
     return out
 
 
-def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(folder: Path, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+    """Each tensor of the checkpoint, one at a time and already in `dtype`, so that loading never holds more than
+    the model plus one tensor."""
     index = folder / "model.safetensors.index.json"
     try:
         if index.exists():  # a sharded checkpoint
             files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return {k: v for f in files for k, v in load_file(folder / f).items()}
-        return load_file(folder / "model.safetensors")
+        else:
+            files = ["model.safetensors"]
+        for name in files:
+            with safe_open(folder / name, framework="pt") as f:
+                for key in f.keys():
+                    yield key, f.get_tensor(key).to(dtype)
     except FileNotFoundError as err:
         raise CheckpointError(f"{folder}: no model.safetensors (or index) found: {err}") from None
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
         raise CheckpointError(f"{folder}: cannot read the safetensors file ({type(err).__name__}: {err})") from None
 
 
-def load_state_strict(model: GPT, state: dict[str, torch.Tensor]) -> None:
-    """Load `state` into `model`, or raise one error that lists every missing key, unexpected key and bad shape."""
+def load_state_strict(model: GPT, state: dict[str, torch.Tensor], assign: bool = False) -> None:
+    """Load `state` into `model`, or raise one error that lists every missing key, unexpected key and bad shape.
+    assign=True takes the tensors themselves as the parameters (no copy): for a model built on the meta device."""
     expected = {k: v.shape for k, v in model.state_dict().items()
                 if not (model.cfg.tie_embeddings and k == "lm_head.weight")}
     missing = sorted(expected.keys() - state.keys())
@@ -167,21 +190,30 @@ def load_state_strict(model: GPT, state: dict[str, torch.Tensor]) -> None:
         lines = [f"missing: {', '.join(missing)}"] * bool(missing) + [f"unexpected: {', '.join(unexpected)}"] * bool(
             unexpected) + [f"wrong shape: {s}" for s in shapes]
         raise CheckpointError("the checkpoint does not fit the model:\n  " + "\n  ".join(lines))
-    model.load_state_dict(state, strict=False)  # strict=False only for the tied head, checked above
+    model.load_state_dict(state, strict=False, assign=assign)  # strict=False only for the tied head, checked above
+    if model.cfg.tie_embeddings:  # assigning replaced the embedding's Parameter: point the head at the new one
+        model.lm_head.weight = model.tok_emb.weight
 
 
 def load_hf_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
-    """Our GPT with the weights of an HF-format checkpoint folder (GPT-2 or Llama family)."""
+    """Our GPT with the weights of an HF-format checkpoint folder (GPT-2 or Llama family).
+
+    The model is built on the meta device (shapes, no memory, no random initialisation) and the checkpoint's tensors
+    become its parameters: peak memory is one copy of the weights, not a random model plus the loaded ones."""
     folder = Path(path)
     try:
         hf = json.loads((folder / "config.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{folder}: no readable config.json ({err})") from None
     cfg = config_from_hf(hf)
-    state = {k: v.to(dtype) for k, v in _read_tensors(folder).items()}
     convert = _gpt2_to_ours if hf["model_type"] == "gpt2" else _llama_to_ours
-    model = GPT(cfg).to(dtype)
-    load_state_strict(model, convert(state, cfg))
+    state = convert(_read_tensors(folder, dtype), cfg)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    load_state_strict(model, state, assign=True)
+    if cfg.position == "rope":  # non-persistent buffers are not in the checkpoint: compute them for real
+        model.rope_cos, model.rope_sin = rope_tables(cfg.head_dim, cfg.context_length, cfg.rope_theta,
+                                                     scaling=cfg.rope_scaling)
     return model.eval()
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from llmcourse.attention import KVCache, MultiHeadAttention, rope_tables
 from llmcourse.config import ModelConfig
+from llmcourse.embeddings import check_token_ids
 
 
 class RMSNorm(nn.Module):
@@ -84,7 +85,7 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight  # one (V, d) matrix reads tokens in and writes logits out
         if cfg.position == "rope":
-            cos, sin = rope_tables(cfg.head_dim, cfg.context_length, cfg.rope_theta)
+            cos, sin = rope_tables(cfg.head_dim, cfg.context_length, cfg.rope_theta, scaling=cfg.rope_scaling)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
@@ -99,34 +100,36 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def _check_ids(self, ids: torch.Tensor, start: int) -> None:
-        if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"token ids must be an int32/int64 tensor, got "
-                            f"{ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__}")
-        if ids.dim() != 2:
-            raise ValueError(f"expected ids of shape (batch, time), got {tuple(ids.shape)}")
-        if start + ids.shape[1] > self.cfg.context_length:
-            raise ValueError(f"sequence of {start + ids.shape[1]} tokens is longer than the context length "
-                             f"{self.cfg.context_length}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.cfg.vocab_size):
-            raise ValueError(f"token ids must lie in [0, {self.cfg.vocab_size}), got [{int(ids.min())}, "
-                             f"{int(ids.max())}]")
-
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
-                mask: torch.Tensor | None = None):
+                mask: torch.Tensor | None = None, positions: torch.Tensor | None = None, last_only: bool = False):
         """Logits (B, T, V); with targets, also the mean cross-entropy loss. With a cache, ids continue it.
-        mask replaces the causal mask in every layer (for padding or sliding windows; True: may attend)."""
+
+        mask: bool, True where a query may attend ((T, S), (B, 1, T, S) or (B, 1, 1, S), e.g. `padding_mask`),
+        joined with the causal mask in every layer. positions: (T,) or (B, T) position of each token (default:
+        counted on from the cache), e.g. `padded_positions` for left padding. last_only: logits of the last
+        position alone, (B, 1, V), all that generation needs (the LM head is the largest matrix multiply)."""
         start = cache.length if cache is not None else 0
-        self._check_ids(ids, start)
+        check_token_ids(ids, self.cfg.vocab_size, self.cfg.context_length, start)
+        B, T = ids.shape
+        if positions is None:
+            positions = torch.arange(start, start + T, device=ids.device)  # (T,)
+        elif positions.shape not in ((T,), (B, T)):
+            raise ValueError(f"positions must have shape ({T},) or ({B}, {T}), got {tuple(positions.shape)}")
         x = self.tok_emb(ids)  # (B, T, d)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + ids.shape[1], device=ids.device))
+            x = x + self.pos_emb(positions)  # (T, d) or (B, T, d)
         x = self.drop(x)
-        rope = (self.rope_cos, self.rope_sin) if self.cfg.position == "rope" else None
+        rope = None
+        if self.cfg.position == "rope":  # this chunk's angles: (T, D), or (B, 1, T, D) for per-sequence positions
+            rope = (self.rope_cos[positions], self.rope_sin[positions])
+            if positions.dim() == 2:
+                rope = (rope[0][:, None], rope[1][:, None])
         for block in self.blocks:
             x = block(x, rope, cache, mask)
         if cache is not None:
-            cache.length += ids.shape[1]
+            cache.length += T
+        if last_only:
+            x = x[:, -1:]
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         if targets is None:
             return logits
@@ -134,7 +137,7 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(layers, heads, T, T) attention weights of the first sequence in `ids`, under `mask` (default causal)."""
+        """(layers, heads, T, T) attention weights of the first sequence in `ids`: causal, and-ed with `mask`."""
         for block in self.blocks:
             block.attn.record = True
         try:

@@ -17,7 +17,7 @@ outputs stay the same; only the order of the bytes changes.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -73,9 +73,12 @@ def _seconds_per_token(model: GPT, steps: int) -> float:
     return best
 
 
-def tune_weight_layout(model: GPT, steps: int = 4, rounds: int = 2) -> dict[str, float]:
+def tune_weight_layout(model: GPT, steps: int = 4, rounds: int = 2,
+                       timer: Callable[[GPT, int], float] | None = None) -> dict[str, float]:
     """Time cached decoding steps in each layout, keep the model in the faster one, and return the milliseconds per
-    token of each. Rounds alternate the layouts, so that a burst of other work on the machine hits both."""
+    token of each. Rounds alternate the layouts, so that a burst of other work on the machine hits both.
+    `timer(model, steps)` gives seconds per token (default: the fastest of `steps` real decoding steps)."""
+    timer = timer or _seconds_per_token
     was_training = model.training
     model.eval()
     timings = {layout: float("inf") for layout in LAYOUTS}
@@ -83,7 +86,7 @@ def tune_weight_layout(model: GPT, steps: int = 4, rounds: int = 2) -> dict[str,
         for _ in range(rounds):
             for layout in LAYOUTS:
                 set_weight_layout(model, layout)
-                timings[layout] = min(timings[layout], _seconds_per_token(model, steps) * 1e3)
+                timings[layout] = min(timings[layout], timer(model, steps) * 1e3)
         set_weight_layout(model, min(timings, key=timings.get))
     finally:
         model.train(was_training)

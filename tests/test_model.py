@@ -1,12 +1,17 @@
 """The model, attention and generation against transformers (logits, greedy generations, sampling filters, saved
 checkpoints) and against properties that must hold (causality, RoPE's relative positions, cache = no cache)."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from llmcourse.attention import apply_rope, causal_mask, kv_cache_bytes, naive_attention, rope_tables
+import torch.nn.functional as F
+
+from llmcourse.attention import KVCache, apply_rope, causal_mask, kv_cache_bytes, naive_attention, rope_tables
 from llmcourse.config import PRESETS, get_preset
 from llmcourse.generate import generate, stream, top_k_filter, top_p_filter
 from llmcourse.hf_checkpoint import CheckpointError, load_hf_checkpoint, save_hf_checkpoint
@@ -22,6 +27,13 @@ HF_MODELS = {
     "llama-mqa-untied": lambda: LlamaForCausalLM(LlamaConfig(
         vocab_size=500, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=False, rope_theta=500000.0)),
+    # Llama 3.2's RoPE scaling shrunk to a 16-wide head and a 32-token original context, so that all three bands
+    # occur: a wavelength of 6.3 positions kept (< 32/4), 13 and 29 blended, the longer ones divided by the factor
+    "llama3-rope-scaling": lambda: LlamaForCausalLM(LlamaConfig(
+        vocab_size=500, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True, rope_theta=500.0,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_max_position_embeddings": 32})),
 }
 
 
@@ -83,10 +95,9 @@ def test_causal_mask_hides_the_future():
     b = a.clone()
     b[0, 4] = 41
     assert torch.equal(model(a)[0, :4], model(b)[0, :4]) and not torch.equal(model(a)[0, 4], model(b)[0, 4])
-    q = k = v = torch.randn(1, 1, 5, 8)
-    weights = torch.softmax((q @ k.transpose(-2, -1) / 8 ** 0.5).masked_fill(~causal_mask(5), float("-inf")), -1)
-    assert torch.all(weights.triu(1) == 0)
-    assert torch.allclose(naive_attention(q, k, v, causal_mask(5)), weights @ v, atol=1e-6)
+    q, k, v = torch.randn(3, 2, 4, 5, 8)
+    torch.testing.assert_close(naive_attention(q, k, v, causal_mask(5)),
+                               F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-6, rtol=0)
 
 
 def test_rope_scores_depend_only_on_relative_position():
@@ -128,10 +139,20 @@ def test_sampling_filters_match_transformers():
         assert torch.equal(top_p_filter(logits, p).isinf(), TopPLogitsWarper(p)(None, logits.clone()).isinf())
 
 
-def test_gqa_and_mqa_shrink_the_kv_cache():
-    cfg = get_preset("llama-1.2b")
-    full = kv_cache_bytes(cfg.replace(n_kv_head=None), 1, 4096)
-    assert full / kv_cache_bytes(cfg, 1, 4096) == 4 and full / kv_cache_bytes(cfg.replace(n_kv_head=1), 1, 4096) == 32
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_kv_cache_bytes_are_what_transformers_allocates(kv_heads):
+    """The formula against the bytes of the cache transformers really fills, and the bytes of our own cache."""
+    hf = LlamaForCausalLM(LlamaConfig(vocab_size=500, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                                      num_attention_heads=4, num_key_value_heads=kv_heads,
+                                      max_position_embeddings=64)).eval()
+    x = torch.randint(0, 500, (2, 24))
+    with torch.no_grad():
+        past = hf(x, use_cache=True).past_key_values
+    theirs = sum(t.untyped_storage().nbytes() for layer in past.layers for t in (layer.keys, layer.values))
+    cfg = get_preset("llama-1.2b", n_layer=3, d_model=64, n_head=4, n_kv_head=kv_heads)
+    cache = KVCache.empty(cfg, 2, torch.device("cpu"), torch.float32, 24)
+    ours = sum(t.untyped_storage().nbytes() for t in cache.k + cache.v)
+    assert theirs == ours == kv_cache_bytes(cfg, 2, 24, bytes_per_value=4)
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -140,7 +161,7 @@ def test_gqa_and_mqa_shrink_the_kv_cache():
     (lambda m: m(torch.zeros(1, 3)), TypeError, "int32/int64"),
     (lambda m: generate(m, torch.zeros(1, 2, dtype=torch.long), 3, temperature=-1), ValueError, "temperature"),
     (lambda m: generate(m, torch.zeros(1, 2, dtype=torch.long), 3, top_p=0), ValueError, "top_p"),
-    (lambda m: generate(m, torch.zeros(1, 2, dtype=torch.long), 300), ValueError, "exceeds the context"),
+    (lambda m: generate(m, torch.zeros(1, 2, dtype=torch.long), 300), ValueError, "more than the context"),
 ])
 def test_bad_input_is_explained(call, error, message):
     with pytest.raises(error, match=message):
@@ -183,3 +204,20 @@ def test_llama_checkpoint_without_a_key_projection_is_explained(tmp_path):
     assert "missing: blocks.1.attn.qkv.weight" in str(err.value)
     assert "model.layers.1.self_attn.q_proj.weight" in str(err.value)
     assert torch.equal(load_hf_checkpoint(tmp_path / "ok").blocks[1].attn.qkv.weight, model.blocks[1].attn.qkv.weight)
+
+
+def test_loading_holds_one_copy_of_the_weights(tmp_path):
+    """The model is built on the meta device and takes the checkpoint's tensors: the peak memory of a load is about
+    one copy of the weights (a random fp32 model plus the loaded state was more than two)."""
+    model = GPT(get_preset("gpt2", n_layer=2, d_model=384, n_head=6))
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    save_hf_checkpoint(model, tmp_path / "ckpt")
+    script = (f"import resource, torch\n"
+              f"from llmcourse.hf_checkpoint import load_hf_checkpoint\n"
+              f"before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              f"model = load_hf_checkpoint({str(tmp_path / 'ckpt')!r})\n"
+              f"print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n")
+    growth = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                check=True).stdout.split()[-1])
+    assert growth < 1.4 * weights, f"loading grew the peak memory by {growth / weights:.2f}x the weights"
+    assert not any(p.is_meta for p in load_hf_checkpoint(tmp_path / "ckpt").parameters())

@@ -5,6 +5,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from llmcourse.config import get_preset
+from llmcourse.model import GPT
 from llmcourse.sizing import flops_per_token, parameter_count, training_compute, training_memory
 
 
@@ -63,16 +64,47 @@ def test_activation_estimate_is_close_to_what_autograd_saves():
     assert 0.85 * measured <= estimate <= measured
 
 
-def test_memory_modes_tell_the_right_story():
-    cfg = get_preset("llama-1.2b")
-    fp32 = training_memory(cfg, 8)
-    mixed = training_memory(cfg, 8, precision="bf16-mixed")
-    ckpt = training_memory(cfg, 8, checkpointing=True)
-    n = parameter_count(cfg)
-    assert fp32.weights + fp32.gradients + fp32.optimizer == 16 * n  # AdamW in fp32: 16 bytes per parameter
-    assert mixed.weights == 6 * n  # fp32 master weights plus the bf16 copy
-    # checkpointing keeps one tensor per block (plus the logits, which it does not touch)
-    assert mixed.activations < fp32.activations and ckpt.activations < fp32.activations / 3
+def test_weights_gradients_and_adamw_state_are_the_bytes_a_real_step_holds():
+    cfg = get_preset("llama-1.2b", n_layer=2, d_model=64, n_head=4, n_kv_head=2, vocab_size=500, context_length=32)
+    model = GPT(cfg)
+    optimizer = torch.optim.AdamW(model.parameters())
+    x = torch.randint(0, cfg.vocab_size, (2, 32))
+    model(x, x)[1].backward()
+    optimizer.step()
+    params = list(model.parameters())
+    state = [t for p in params for name, t in optimizer.state[p].items() if name != "step"]  # step: one scalar
+    estimate = training_memory(cfg, 2, 32)
+    assert estimate.weights == sum(p.nbytes for p in params)
+    assert estimate.gradients == sum(p.grad.nbytes for p in params)
+    assert estimate.optimizer == sum(t.nbytes for t in state)
+
+
+def saved_for_backward(model, x, autocast):
+    """Bytes of the tensors autograd keeps for backward, other than the parameters themselves."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x, x)
+    return sum(n for ptr, n in saved.items() if ptr not in params)
+
+
+def test_mixed_precision_memory_is_what_autocast_keeps():
+    """Under bf16 autocast, autograd keeps bf16 activations and the bf16 copies of the weights that the matrix
+    multiplies used: the estimate's activations plus its extra 2 bytes per weight, within 15 %."""
+    cfg = get_preset("gpt2", n_layer=2, d_model=128, n_head=4, vocab_size=1000, context_length=64)
+    model = GPT(cfg)
+    x = torch.randint(0, cfg.vocab_size, (4, 64))
+    fp32, mixed = training_memory(cfg, 4, 64), training_memory(cfg, 4, 64, precision="bf16-mixed")
+    measured_fp32, measured_mixed = saved_for_backward(model, x, False), saved_for_backward(model, x, True)
+    assert measured_fp32 == pytest.approx(fp32.activations, rel=0.15)
+    assert measured_mixed == pytest.approx(mixed.activations + mixed.weights - fp32.weights, rel=0.15)
+    assert measured_mixed < measured_fp32
 
 
 def test_llama2_7b_compute_is_near_the_reported_figure():
