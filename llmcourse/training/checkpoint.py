@@ -1,0 +1,64 @@
+"""Training checkpoints that survive a crash: written whole or not at all, loaded without running code.
+
+A checkpoint is one file holding everything a run needs to continue exactly where it stopped: the model, the
+optimizer's moments, the grad scaler, every random generator, the step (which fixes the learning rate) and the data
+sampler's position. It is written to a temporary file in the same folder, flushed to disk, then renamed over the old
+one: a rename within a folder is atomic, so a process killed mid-write leaves the previous checkpoint whole.
+Loading uses `torch.load(weights_only=True)`, which unpickles tensors and plain containers only, so a checkpoint
+from elsewhere cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmcourse.hf_checkpoint import CheckpointError
+
+FORMAT = "llmcourse-train-1"
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` (tensors, numbers, strings, lists and dicts) atomically to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The state saved by `save_checkpoint`, or a CheckpointError that says what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a damaged zip or an unsafe pickle surface as several error types
+        raise CheckpointError(f"{path} is not a readable training checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a training checkpoint of this format ({FORMAT})")
+    return state
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'field: saved -> current' for every field that differs between two config dicts.
+
+    >>> config_differences({"lr": 0.001, "seed": 0}, {"lr": 0.003, "seed": 0})
+    ['lr: 0.001 -> 0.003']
+    """
+    keys = sorted(saved.keys() | current.keys())
+    return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}" for k in keys
+            if saved.get(k) != current.get(k)]

@@ -1,0 +1,245 @@
+"""The trainer: the loop of chapter "Pretraining" with every feature a long run needs, each there for a reason.
+
+    trainer = Trainer(model, train_tokens, val_tokens, get_train_preset("course"), out_dir="runs/course")
+    trainer.fit()              # or trainer.fit(stop_after=100), then a new Trainer(..., resume=True).fit()
+
+One optimizer step: for each of `grad_accum` micro-batches, forward under autocast, loss / grad_accum, backward (the
+gradients add up to those of the whole batch); then a finite-loss check, unscaling (fp16), clipping by the global
+norm, the AdamW step at the schedule's learning rate. Metrics go to callbacks as plain dicts: the trainer knows
+nothing of plots, so a notebook widget, a JSONL file and a progress bar all subscribe the same way.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from llmcourse.batches import random_batch
+from llmcourse.hf_checkpoint import CheckpointError
+from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
+from llmcourse.training.config import TrainConfig
+from llmcourse.training.optim import make_optimizer
+from llmcourse.training.schedule import lr_at
+
+Callback = Callable[[dict[str, Any]], None]
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm stopped being a finite number."""
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX): autocast to bf16 then pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' becomes bf16 where the device computes it fast, fp16 on GPUs without bf16 (Colab's T4), else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, train_tokens: np.ndarray, val_tokens: np.ndarray | None,
+                 cfg: TrainConfig, out_dir: str | Path | None = None, callbacks: list[Callback] = (),
+                 bytes_per_token: float | None = None, resume: bool = False, progress: bool = True,
+                 device: torch.device | str | None = None) -> None:
+        """bytes_per_token: UTF-8 bytes per token of the validation text, for bits per byte. resume: continue from
+        out_dir's checkpoint (its training config must equal `cfg`)."""
+        self.cfg, self.train_tokens, self.val_tokens = cfg, train_tokens, val_tokens
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.callbacks, self.bytes_per_token, self.progress = list(callbacks), bytes_per_token, progress
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # the data sampler: its state is the data position
+        self.step = 0
+        self.history: list[dict[str, Any]] = []  # every metric reported, so a resumed run keeps its whole curve
+        self.forward = torch.compile(model) if cfg.compile else model
+        torch.manual_seed(cfg.seed)  # dropout
+        if self.out_dir is not None and self.out_dir.exists() and not resume and (self.out_dir / CHECKPOINT).exists():
+            raise FileExistsError(f"{self.out_dir} already holds a checkpoint: pass resume=True (--resume) to continue "
+                                  f"it, or choose another folder")
+        if resume:
+            self._resume()
+
+    # --- checkpoints ----------------------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / CHECKPOINT
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "step": self.step, "data_rng": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "train_config": self.cfg.as_dict(), "history": self.history,
+            "model_config": _plain(getattr(self.model, "cfg", None)),
+        }
+
+    def save(self) -> Path:
+        if self.checkpoint_path is None:
+            raise ValueError("this trainer has no out_dir to save checkpoints in")
+        return save_checkpoint(self.checkpoint_path, self.state())
+
+    def _resume(self) -> None:
+        if self.checkpoint_path is None:
+            raise ValueError("resume=True needs the out_dir that holds the checkpoint")
+        state = load_checkpoint(self.checkpoint_path, map_location=self.device)
+        changed = config_differences(state["train_config"], self.cfg.as_dict())
+        changed += [f"model.{d}" for d in config_differences(state["model_config"] or {},
+                                                               _plain(getattr(self.model, "cfg", None)) or {})]
+        if changed:
+            raise CheckpointError(f"{self.checkpoint_path} was written with another config; to resume, use the saved "
+                                  f"one. Fields that differ (saved -> now):\n  " + "\n  ".join(changed))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.history = state["step"], list(state["history"])
+
+    # --- metrics --------------------------------------------------------------------------------------------------
+
+    def _report(self, metrics: dict[str, Any]) -> None:
+        self.history.append(metrics)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+        for callback in self.callbacks:
+            callback(metrics)
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over the same `eval_batches` validation windows every time (a fixed seed), and bits per byte."""
+        if self.val_tokens is None:
+            raise ValueError("no validation tokens were given")
+        was_training = self.model.training
+        self.model.eval()
+        generator = torch.Generator().manual_seed(10_000 + self.cfg.seed)
+        losses = []
+        for _ in range(self.cfg.eval_batches):
+            x, y = random_batch(self.val_tokens, self.cfg.batch_size, self.cfg.context_length, generator)
+            with self._autocast():
+                losses.append(self.forward(x.to(self.device), y.to(self.device))[1].float().item())
+        self.model.train(was_training)
+        loss = float(np.mean(losses))
+        out = {"val_loss": loss}
+        if self.bytes_per_token:
+            out["val_bpb"] = loss / math.log(2) / self.bytes_per_token  # nats per token -> bits per byte
+        return out
+
+    # --- the loop -------------------------------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over grad_accum micro-batches; returns its loss, gradient norm and learning rate."""
+        cfg = self.cfg
+        lr = lr_at(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for _ in range(cfg.grad_accum):
+            x, y = random_batch(self.train_tokens, cfg.batch_size, cfg.context_length, self.generator)
+            with self._autocast():
+                _, loss = self.forward(x.to(self.device), y.to(self.device))
+            loss = loss / cfg.grad_accum  # the mean over micro-batches is the mean over the whole batch
+            self.scaler.scale(loss).backward()
+            total += loss.detach().float()
+        loss_value = total.item()
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(self._diverged_message(f"the loss became {loss_value}"))
+        self.scaler.unscale_(self.optimizer)
+        max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
+        if not math.isfinite(grad_norm) and not self.scaler.is_enabled():  # fp16's scaler skips such steps itself
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(self._diverged_message(f"the gradient norm became {grad_norm}"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": loss_value, "grad_norm": grad_norm, "lr": lr}
+
+    def _diverged_message(self, what: str) -> str:
+        kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path is not None
+                and self.checkpoint_path.exists() else "no checkpoint was written")
+        return (f"{what} at step {self.step}: training stopped ({kept}). Usual causes: a learning rate too high "
+                f"for this model (try lr / 3), no warmup, no gradient clipping, or fp16 without a grad scaler.")
+
+    def fit(self, stop_after: int | None = None) -> list[dict[str, Any]]:
+        """Train to cfg.max_steps (or stop after `stop_after` more steps, saving a checkpoint: a run to resume).
+        Ctrl-C finishes the current step, saves a checkpoint and raises KeyboardInterrupt. Returns the history."""
+        cfg = self.cfg
+        end = cfg.max_steps if stop_after is None else min(cfg.max_steps, self.step + stop_after)
+        interrupted = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", disable=not self.progress,
+                   dynamic_ncols=True)
+        try:
+            while self.step < end and not interrupted.is_set():
+                start = time.perf_counter()
+                metrics = self.train_step()
+                elapsed = time.perf_counter() - start
+                metrics.update(kind="train", step=self.step, tokens=self.step * cfg.tokens_per_step,
+                               tokens_per_s=cfg.tokens_per_step / elapsed)
+                self._report(metrics)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
+                last = self.step == cfg.max_steps
+                if self.val_tokens is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0) or last):
+                    self._report({"kind": "eval", "step": self.step, "tokens": self.step * cfg.tokens_per_step,
+                                  **self.evaluate()})
+                if self.out_dir is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save()
+            if self.out_dir is not None:
+                self.save()
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if interrupted.is_set():
+            raise KeyboardInterrupt(f"interrupted at step {self.step}"
+                                    + (f"; checkpoint saved to {self.checkpoint_path}" if self.out_dir else ""))
+        return self.history
+
+
+def _plain(cfg: Any) -> dict[str, Any] | None:
+    """A config dataclass as a dict of plain values (what weights_only checkpoints may hold)."""
+    import dataclasses
+
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
