@@ -1,5 +1,7 @@
 """The course's command line: `python -m llmcourse COMMAND` (or `llmcourse COMMAND`).
 
+    train [--preset course] [--steps N | --tokens N | --minutes M] [--out DIR] [--resume]   pretrain a model
+    generate RUN_DIR [--prompt TEXT] [--temperature T] [--top-k K] [--top-p P]               sample from it
     grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]   score learner notebooks
     exercises [--check]                                             regenerate exercises/ from solutions/
     corpus fetch NAME | corpus list                                 fetch (and cache) or list the corpora
@@ -62,10 +64,38 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one line that names the problem (and where to find the usage), not a usage dump."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from llmcourse.training.command import train_command
+
+    return train_command(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from llmcourse.training.command import generate_command
+
+    return generate_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llmcourse", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    from llmcourse.training.command import add_generate_arguments, add_train_arguments
+
+    train = commands.add_parser("train", help="pretrain a model on a corpus (checkpoints, metrics, --resume)")
+    add_train_arguments(train)
+    train.set_defaults(run=_train)
+
+    generate = commands.add_parser("generate", help="sample text from a run's checkpoint, streaming")
+    add_generate_arguments(generate)
+    generate.set_defaults(run=_generate)
 
     grade = commands.add_parser("grade", help="score learner notebooks")
     grade.add_argument("notebooks", nargs="+")

@@ -100,6 +100,20 @@ class ModelConfig:
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> "ModelConfig":
+        """The inverse of `dataclasses.asdict` (how checkpoints store a config).
+
+        >>> cfg = get_preset("llama-1.2b")
+        >>> ModelConfig.from_dict(dataclasses.asdict(cfg)) == cfg
+        True
+        """
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown model config fields: {', '.join(sorted(unknown))}")
+        scaling = fields.get("rope_scaling")
+        return cls(**{**fields, "rope_scaling": RopeScaling(**scaling) if isinstance(scaling, dict) else scaling})
+
 
 _LLAMA = dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False)
 

@@ -1,0 +1,144 @@
+"""`llmcourse train` and `llmcourse generate`: the pretraining recipe and sampling from its checkpoints, from the
+command line. The same `Trainer` runs in the chapters, here, and under torchrun.
+
+A run folder holds: tokenizer.json, checkpoint.pt (model, optimizer, generators, step: what --resume continues),
+metrics.jsonl (one line per step and per evaluation) and run.json (the model and training configs, the corpus).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from llmcourse.config import PRESETS, ModelConfig, get_preset
+from llmcourse.device import pick_device
+from llmcourse.model import GPT
+from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
+from llmcourse.training.checkpoint import load_checkpoint
+from llmcourse.training.config import TRAIN_PRESETS, get_train_preset
+from llmcourse.training.data import PretrainingData, encode_documents, prepare_data
+from llmcourse.training.trainer import CHECKPOINT, Trainer
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="course", choices=sorted(TRAIN_PRESETS),
+                        help="training recipe (default: course, a few minutes on a 2-core CPU)")
+    parser.add_argument("--model", default="tiny", choices=sorted(PRESETS), help="model shape (default: tiny)")
+    parser.add_argument("--corpus", default="shakespeare", help="corpus name (see `llmcourse corpus list`)")
+    parser.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary, end-of-text included")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
+    budget.add_argument("--tokens", type=float, help="training tokens, e.g. 2e6")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget, measured on a few steps first")
+    parser.add_argument("--out", default="runs/course", help="run folder (default: runs/course)")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: the fastest found)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="default: auto")
+    parser.add_argument("--seed", type=int, help="default: the preset's")
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `llmcourse train`")
+    parser.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+
+
+def _steps_for_minutes(model: GPT, data: PretrainingData, cfg, device, minutes: float) -> int:
+    """Time three steps of a throwaway copy (after one warm-up step) and fit the budget; evaluation adds about
+    eval_batches forward passes every eval_every steps, a few percent."""
+    probe = Trainer(copy.deepcopy(model), data.train_ids, None, cfg.replace(max_steps=4, warmup_steps=1),
+                    progress=False, device=device)
+    probe.train_step()
+    start = time.perf_counter()
+    for _ in range(3):
+        probe.train_step()
+    per_step = (time.perf_counter() - start) / 3
+    return max(1, int(minutes * 60 / per_step * 0.95))
+
+
+def train_command(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    overrides = {k: v for k, v in (("precision", args.precision), ("seed", args.seed)) if v is not None}
+    cfg = get_train_preset(args.preset, **overrides)
+    if args.resume:
+        run = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
+        if run is None:
+            raise SystemExit(f"error: --resume: {out} holds no run (run.json) to continue")
+        cfg = cfg.replace(**run["train_config"])
+        args.corpus, args.model, args.vocab_size = run["corpus"], run["model_preset"], run["vocab_size"]
+    elif (out / CHECKPOINT).exists():
+        raise SystemExit(f"error: {out} already holds a run: add --resume to continue it, or pick another --out")
+    device = pick_device(args.device)
+    print(f"preparing {args.corpus} with a {args.vocab_size}-token BPE vocabulary ...", file=sys.stderr)
+    data = prepare_data(args.corpus, args.vocab_size)
+    torch.manual_seed(cfg.seed)
+    model = GPT(get_preset(args.model, vocab_size=data.tokenizer.n_vocab,
+                           context_length=max(cfg.context_length, get_preset(args.model).context_length)))
+    if not args.resume:
+        steps = args.steps
+        if args.tokens is not None:
+            steps = max(1, round(args.tokens / cfg.tokens_per_step))
+        elif args.minutes is not None:
+            steps = _steps_for_minutes(model, data, cfg, device, args.minutes)
+        if steps is not None:
+            cfg = cfg.replace(max_steps=steps, warmup_steps=min(cfg.warmup_steps, max(1, steps // 10)))
+        out.mkdir(parents=True, exist_ok=True)
+        save_tokenizer(data.tokenizer, out / "tokenizer.json")
+        (out / "run.json").write_text(json.dumps({
+            "corpus": args.corpus, "model_preset": args.model, "vocab_size": args.vocab_size,
+            "train_config": cfg.as_dict()}, indent=1))
+    print(f"training {sum(p.numel() for p in model.parameters()):,} parameters for {cfg.max_steps} steps "
+          f"({cfg.max_steps * cfg.tokens_per_step:,} tokens) on {device} in {out}", file=sys.stderr)
+    trainer = Trainer(model, data.train_ids, data.val_ids, cfg, out_dir=out, resume=args.resume, device=device,
+                      bytes_per_token=data.val_bytes_per_token)
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt as err:
+        print(f"\n{err}; continue with --resume", file=sys.stderr)
+        return 130
+    last = [m for m in history if m["kind"] == "eval"][-1]
+    print(f"done: validation loss {last['val_loss']:.3f} nats/token, {last['val_bpb']:.3f} bits/byte; "
+          f"sample with `llmcourse generate {out}`")
+    return 0
+
+
+def load_run(folder: str | Path) -> tuple[GPT, Tokenizer]:
+    """The model (eval mode, on the CPU) and tokenizer of a run folder."""
+    folder = Path(folder)
+    state = load_checkpoint(folder / CHECKPOINT)
+    model = GPT(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), load_tokenizer(folder / "tokenizer.json")
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    from llmcourse.generate import stream
+
+    model, tokenizer = load_run(args.run_dir)
+    eot = tokenizer.special_tokens.get("<|endoftext|>")
+    # every training document follows an end-of-text id: starting with one asks for the start of a document
+    prompt = ([eot] if eot is not None else []) + tokenizer.encode(args.prompt)
+    budget = min(args.max_new_tokens, model.cfg.context_length - len(prompt) + 1)
+    out: list[int] = []
+    shown = ""
+    print(args.prompt, end="", flush=True)
+    for token in stream(model, torch.tensor([prompt]), budget, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, seed=args.seed, eos_id=eot):
+        if token.item() == eot:
+            break
+        out.append(token.item())
+        text = tokenizer.decode(out)
+        if not text.endswith("\ufffd"):  # a character split across tokens: wait for its last byte
+            print(text[len(shown):], end="", flush=True)
+            shown = text
+    print()
+    return 0

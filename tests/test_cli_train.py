@@ -1,0 +1,61 @@
+"""`llmcourse train` and `llmcourse generate` as a user runs them: a real subprocess, a run folder, a resume."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from llmcourse.training import load_checkpoint
+
+TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300", "--precision", "fp32"]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+
+
+def test_train_resume_and_generate(tmp_path):
+    run = tmp_path / "run"
+    first = cli(*TRAIN, "--steps", "6", "--out", str(run))
+    assert first.returncode == 0, first.stderr
+    assert "validation loss" in first.stdout and "bits/byte" in first.stdout
+    assert {p.name for p in run.iterdir()} >= {"checkpoint.pt", "metrics.jsonl", "run.json", "tokenizer.json"}
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines if m["kind"] == "train"] == list(range(1, 7))
+
+    again = cli(*TRAIN, "--steps", "6", "--out", str(run))
+    assert again.returncode != 0 and "--resume" in again.stderr  # never overwrites a run by accident
+
+    # a longer budget cannot be given on resume: the schedule was fixed by the first run's max_steps
+    resumed = cli("train", "--out", str(run), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
+
+    sample = cli("generate", str(run), "--prompt", "The", "--max-new-tokens", "20", "--seed", "0")
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.startswith("The") and len(sample.stdout.strip()) > 3
+
+
+def test_tokens_budget_sets_the_steps(tmp_path):
+    result = cli(*TRAIN, "--tokens", "384", "--out", str(tmp_path / "run"))  # 3 steps of 4 x 32 tokens
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["train_config"]["max_steps"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--steps", "1", "--tokens", "5"], "not allowed with argument"),
+    (["train", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["train", "--steps", "x"], "invalid int value"),
+    (["generate"], "the following arguments are required: RUN_DIR"),
+])
+def test_bad_arguments_get_one_line(args, message):
+    result = cli(*args)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_every_option():
+    text = cli("train", "--help").stdout
+    for option in ("--preset", "--model", "--corpus", "--steps", "--tokens", "--minutes", "--out", "--resume"):
+        assert option in text
