@@ -3,6 +3,7 @@ that recounts every pair after every merge for training."""
 import inspect
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -89,19 +90,21 @@ def test_any_python_string_round_trips(gpt2):
         assert gpt2.decode(gpt2.encode(text, disallowed_special=()), errors="surrogatepass") == text
 
 
-def naive_train(text: str, vocab_size: int) -> dict[bytes, int]:
-    """The textbook algorithm, independent of ours: recount all pairs after every merge; same tie-break."""
-    chunks = Counter(split(text))
+def naive_train(text: str, vocab_size: int, special_tokens: tuple[str, ...] = ()) -> dict[bytes, int]:
+    """The textbook algorithm, independent of ours: cut at special tokens, pre-tokenize, recount all pairs after
+    every merge; ties go to the greater pair of bytes, max((count, (left, right))), as in CS336's assignment."""
+    pieces = re.split("|".join(map(re.escape, special_tokens)), text) if special_tokens else [text]
+    chunks = Counter(chunk for piece in pieces for chunk in split(piece))
     words = {tuple(bytes([b]) for b in c.encode()): n for c, n in chunks.items()}
     ranks = {bytes([b]): b for b in range(256)}
-    while len(ranks) < vocab_size:
+    while len(ranks) < vocab_size - len(special_tokens):
         pairs = Counter()
         for word, n in words.items():
             for pair in zip(word, word[1:]):
                 pairs[pair] += n
         if not pairs:
             break
-        best = min(pairs, key=lambda p: (-pairs[p], ranks[p[0]], ranks[p[1]]))
+        best = max(pairs, key=lambda p: (pairs[p], p))
         ranks.setdefault(best[0] + best[1], len(ranks))
         merged = {}
         for word, n in words.items():
@@ -118,9 +121,34 @@ def naive_train(text: str, vocab_size: int) -> dict[bytes, int]:
     return ranks
 
 
+def learned(ranks: dict[bytes, int]) -> list[bytes]:
+    return [token for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]) if rank >= 256]
+
+
 @pytest.mark.parametrize("vocab_size", [256, 300, 420])
 def test_incremental_training_equals_the_naive_algorithm(vocab_size):
     assert train_bpe(TINY, vocab_size) == naive_train(TINY, vocab_size)
+
+
+def test_ties_go_to_the_pair_with_the_greater_bytes():
+    """Worked by hand. "ab ba bb" pre-tokenizes to "ab", " ba", " bb".
+    Merge 1: (" ", "b") is seen twice, every other pair once: " b" (id 256).
+    Merge 2: ("a", "b"), (" b", "a") and (" b", "b") are seen once each. b"a" > b" b", so "ab" wins. (Were ties
+             broken by the greater ids, (" b", "b") would win, since " b" has the id 256.)
+    Merge 3: (" b", "a") and (" b", "b") tie; b"b" > b"a", so " bb". (The smaller ids would give " ba".)"""
+    assert learned(train_bpe("ab ba bb", 259)) == [b" b", b"ab", b" bb"]
+    assert learned(Tokenizer.train("ab ba bb", 259).ranks) == [b" b", b"ab", b" bb"]
+
+
+def test_special_tokens_bound_pre_tokenization_in_training():
+    docs = [doc.text[:2000] for doc in load_corpus("shakespeare").documents]  # 42 works, the start of each
+    assert len(docs) >= 40 and not any(c in doc for doc in docs for c in "<|>")
+    tok = Tokenizer.train(SPECIAL.join(docs), 500, special_tokens=[SPECIAL])
+    # every learned token was seen inside a document: none is made of pieces of the special token
+    assert [token for token in learned(tok.ranks) if not any(token in doc.encode() for doc in docs)] == []
+    assert learned(tok.ranks) == learned(naive_train(SPECIAL.join(docs), 500, (SPECIAL,)))
+    ids = tok.encode(SPECIAL.join(docs), allowed_special="all")
+    assert ids.count(tok.special_tokens[SPECIAL]) == len(docs) - 1
 
 
 def test_trained_tokenizer_round_trips_and_its_tiktoken_fast_path_agrees():
@@ -162,7 +190,15 @@ def test_corrupt_or_foreign_tokenizer_files_are_refused(tmp_path, damage, messag
     (lambda: Tokenizer.train(TINY, 260).decode([5000]), "not in the vocabulary"),
     (lambda: Tokenizer({b"a": 0}), "every single byte"),
     (lambda: Tokenizer.train(TINY, 260).encode("x", allowed_special={"<|nope|>"}), "not special tokens"),
+    (lambda: Tokenizer.train(TINY, 300, special_tokens=[SPECIAL, SPECIAL]), "distinct, non-empty"),
+    (lambda: Tokenizer.train(TINY, 300, special_tokens=[""]), "distinct, non-empty"),
 ])
 def test_bad_input_is_explained(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_special_tokens_given_as_one_string_are_refused():
+    # iterating the string would make each of its characters a special token
+    with pytest.raises(TypeError, match="not one string"):
+        Tokenizer.train(TINY, 300, special_tokens=SPECIAL)

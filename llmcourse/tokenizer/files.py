@@ -4,12 +4,12 @@ The llmcourse tokenizer file is JSON:
 
     {"format": "llmcourse-bpe", "version": 1, "name": "shakespeare-4k",
      "pattern": "<the pre-tokenization regex>",
-     "ranks": ["AA==", "AQ==", ...],            # base64 of each token's bytes; the list index is the id
+     "ranks": ["AA==", "AQ==", ...],     # base64 of each token's bytes; the index is the id
      "special_tokens": {"<|endoftext|>": 4095},
      "sha256": "<hex digest of the fields above, serialised canonically>"}
 
-The checksum catches a file that was truncated or edited; `load` refuses it with a message, as it refuses a file of
-another format or version.
+The checksum catches a file that was truncated or edited; `load` refuses it with a message, as it
+refuses a file of another format or version.
 """
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ FORMAT, VERSION = "llmcourse-bpe", 1
 GPT2_ARCHIVE = "openai_whisper-20250625.tar.gz"
 GPT2_ARCHIVE_SHA256 = "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96"
 GPT2_SOURCES = (PipSdist("openai-whisper==20250625"),
-                Url("https://files.pythonhosted.org/packages/source/o/openai-whisper/" + GPT2_ARCHIVE))
-GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"  # tiktoken's own check
+                Url("https://files.pythonhosted.org/packages/source/o/openai-whisper/"
+                    + GPT2_ARCHIVE))
+# tiktoken's own check of the file
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 
 
 class TokenizerFileError(ValueError):
@@ -50,7 +52,8 @@ def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
             "special_tokens": tok.special_tokens}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as tmp:
         json.dump({**body, "sha256": _checksum(body)}, tmp)
     os.replace(tmp.name, path)
 
@@ -67,7 +70,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         raise TokenizerFileError(f"{path}: not an {FORMAT} file (format is {data.get('format')!r})"
                                  if isinstance(data, dict) else f"{path}: not an {FORMAT} file")
     if data.get("version") != VERSION:
-        raise TokenizerFileError(f"{path}: version {data.get('version')!r}; this llmcourse reads version {VERSION}")
+        raise TokenizerFileError(f"{path}: version {data.get('version')!r}; this llmcourse reads "
+                                 f"version {VERSION}")
     stored = data.pop("sha256", None)
     if stored != _checksum(data):
         raise TokenizerFileError(f"{path}: checksum mismatch: the file was truncated or edited")
@@ -75,8 +79,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         ranks = {base64.b64decode(token, validate=True): i for i, token in enumerate(data["ranks"])}
         if len(ranks) != len(data["ranks"]):
             raise ValueError("the same token appears twice")
-        return Tokenizer(ranks, {str(k): int(v) for k, v in data["special_tokens"].items()}, data["pattern"],
-                         data["name"])
+        special = {str(k): int(v) for k, v in data["special_tokens"].items()}
+        return Tokenizer(ranks, special, data["pattern"], data["name"])
     except (KeyError, TypeError, ValueError) as err:
         raise TokenizerFileError(f"{path}: malformed tokenizer: {err}") from None
 
@@ -91,13 +95,14 @@ def parse_tiktoken_ranks(content: bytes) -> dict[bytes, int]:
             token, rank = line.split()
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except ValueError as err:
-            raise TokenizerFileError(f"line {line_number} of the ranks file is malformed: {err}") from None
+            raise TokenizerFileError(f"line {line_number} of the ranks file is malformed: "
+                                     f"{err}") from None
     return ranks
 
 
 def load_gpt2() -> Tokenizer:
-    """GPT-2's tokenizer (50,257 ids) with OpenAI's own ranks, fetched once through the package index (the same file
-    tiktoken downloads for "gpt2"), verified, and cached."""
+    """GPT-2's tokenizer (50,257 ids) with OpenAI's own ranks, fetched once through the package
+    index (the same file tiktoken downloads for "gpt2"), verified, and cached."""
     archive = fetch_verified(GPT2_ARCHIVE, GPT2_ARCHIVE_SHA256, GPT2_SOURCES)
     (_, content), = read_tar_members(archive, "*/whisper/assets/gpt2.tiktoken")
     if hashlib.sha256(content).hexdigest() != GPT2_RANKS_SHA256:

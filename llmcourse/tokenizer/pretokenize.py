@@ -1,8 +1,9 @@
-"""Pre-tokenization: split text into chunks that BPE never merges across, with GPT-2's regular expression.
+"""Pre-tokenization: split text into chunks that BPE never merges across, with GPT-2's regular
+expression.
 
-Contractions, runs of letters or digits (each with one optional leading space), runs of punctuation, and whitespace
-become separate chunks, so that a merge never glues " dog" to "." and the vocabulary is not spent on "dog." and
-"dog!" and "dog?".
+Contractions, runs of letters or digits (each with one optional leading space), runs of
+punctuation, and whitespace become separate chunks, so that a merge never glues " dog" to "." and
+the vocabulary is not spent on "dog." and "dog!" and "dog?".
 
 >>> split("Hello, world! It's 2024.")
 ['Hello', ',', ' world', '!', ' It', "'s", ' 2024', '.']
