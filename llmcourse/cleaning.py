@@ -18,8 +18,8 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def normalize_text(text: str) -> str:
-    """NFC-compose characters (so "é" is one code point however it was typed), use \\n line ends, drop control
-    characters, trailing spaces and runs of more than one blank line."""
+    """NFC-compose characters (so "é" is one code point however it was typed), use \\n line ends,
+    drop control characters, trailing spaces and runs of more than one blank line."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
     text = _TRAILING_SPACE.sub("\n", text)
@@ -28,9 +28,9 @@ def normalize_text(text: str) -> str:
 
 def split_documents(docs: Sequence[Document], val_fraction: float = 0.1,
                     salt: str = "llmcourse") -> tuple[list[Document], list[Document]]:
-    """Train and validation documents. Each document goes wholly to one side, chosen by a hash of its name, so the
-    split is the same on every machine and when documents are added, and no text of a validation document is
-    trained on."""
+    """Train and validation documents. Each document goes wholly to one side, chosen by a hash of
+    its name, so the split is the same on every machine and when documents are added, and no text
+    of a validation document is trained on."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if len(docs) < 2:
@@ -43,19 +43,20 @@ def split_documents(docs: Sequence[Document], val_fraction: float = 0.1,
         return int.from_bytes(hashlib.sha256(f"{salt}:{name}".encode()).digest()[:8], "big") / 2**64
 
     val = [d for d in docs if bucket(d.name) < val_fraction]
-    if not val:  # a small corpus can miss the fraction entirely: hold out the document nearest to it
+    if not val:  # a small corpus can miss the fraction entirely: hold out the nearest document
         val = [min(docs, key=lambda d: bucket(d.name))]
     train = [d for d in docs if d not in val]
     return train, val
 
 
 def clean_split(corpus: Corpus, val_fraction: float = 0.1) -> tuple[list[Document], list[Document]]:
-    """The corpus's documents, normalised, then split by document into train and validation (chapter 2's recipe,
-    which every later chapter starts from).
+    """The corpus's documents, normalised, then split by document into train and validation
+    (chapter 2's recipe, which every later chapter starts from).
 
     >>> from llmcourse.corpus import load_corpus
     >>> train, val = clean_split(load_corpus("tiny"), 0.3)
     >>> len(train) + len(val), not {d.name for d in train} & {d.name for d in val}
     (4, True)
     """
-    return split_documents([Document(d.name, normalize_text(d.text)) for d in corpus.documents], val_fraction)
+    docs = [Document(d.name, normalize_text(d.text)) for d in corpus.documents]
+    return split_documents(docs, val_fraction)

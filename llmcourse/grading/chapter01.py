@@ -1,4 +1,5 @@
-"""Chapter 1's exercises. Each reference is the package's own implementation, so the course and the grader agree.
+"""Chapter 1's exercises. Each reference is the package's own implementation, so the course and
+the grader agree.
 
 Cases are drawn fresh from a random generator each time they are checked, plus fixed edge cases.
 """
@@ -55,7 +56,8 @@ register(Exercise(
     ],
     reference=lambda probs, ids: mean_nll(probs[ids[:-1]].log(), ids[1:]).item(),
     compare=close_number,
-    hint="for each position t, take -log probs[ids[t], ids[t+1]]; the answer is the mean over the len(ids)-1 pairs.",
+    hint="for each position t, take -log probs[ids[t], ids[t+1]]; the answer is the mean over the "
+         "len(ids)-1 pairs.",
 ))
 
 register(Exercise(
@@ -63,17 +65,26 @@ register(Exercise(
     cases=lambda g: [
         (f"{v}-token table, {n} ids", (_table(g, v), _ids(g, n, v)))
         for v, n in [(4, 30), (8, 80)]
-    ] + [("a uniform table: perplexity is the vocabulary size", (torch.full((6, 6), 1 / 6, dtype=torch.float64),
-                                                               torch.tensor([0, 5, 2, 2, 1])))],
+    ] + [("a uniform table: perplexity is the vocabulary size",
+          (torch.full((6, 6), 1 / 6, dtype=torch.float64), torch.tensor([0, 5, 2, 2, 1])))],
     reference=lambda probs, ids: perplexity(BigramModel(probs).loss(ids)).item(),
     compare=close_number,
     hint="perplexity is exp of the mean negative log-likelihood (your sequence_nll).",
 ))
 
 
-def _gpt2_config(vocab_size: int, context_length: int, n_layer: int, d_model: int, tied: bool) -> ModelConfig:
-    return ModelConfig(vocab_size=vocab_size, context_length=context_length, n_layer=n_layer, d_model=d_model,
-                       n_head=1, tie_embeddings=tied)
+def _gpt2_config(vocab_size: int, context_length: int, n_layer: int, d_model: int,
+                 tied: bool) -> ModelConfig:
+    return ModelConfig(vocab_size=vocab_size, context_length=context_length, n_layer=n_layer,
+                       d_model=d_model, n_head=1, tie_embeddings=tied)
+
+
+def _random_shape(g: torch.Generator) -> tuple[int, int, int, int, bool]:
+    """(vocab_size, context_length, n_layer, d_model, tied) of a small config, head untied."""
+    def draw(low: int, high: int) -> int:
+        return int(torch.randint(low, high, (1,), generator=g))
+
+    return draw(100, 5000), draw(16, 512), draw(1, 8), 64 * draw(1, 8), False
 
 
 register(Exercise(
@@ -81,13 +92,11 @@ register(Exercise(
     cases=lambda g: [
         ("GPT-2 small", (50257, 1024, 12, 768, True)),
         ("GPT-2 medium", (50257, 1024, 24, 1024, True)),
-        ("a random small config, untied head", (int(torch.randint(100, 5000, (1,), generator=g)),
-                                               int(torch.randint(16, 512, (1,), generator=g)),
-                                               int(torch.randint(1, 8, (1,), generator=g)),
-                                               64 * int(torch.randint(1, 8, (1,), generator=g)), False)),
+        ("a random small config, untied head", _random_shape(g)),
     ],
     reference=lambda *args: parameter_count(_gpt2_config(*args)),
     compare=exact_int,
-    hint="per block: two LayerNorms (weight and bias), the q/k/v and output projections, and a 4x MLP, all with "
-         "biases; plus token and position embeddings and a final LayerNorm; an untied head adds vocab x d_model.",
+    hint="per block: two LayerNorms (weight and bias), the q/k/v and output projections, and a 4x "
+         "MLP, all with biases; plus token and position embeddings and a final LayerNorm; an "
+         "untied head adds vocab x d_model.",
 ))
