@@ -1,0 +1,304 @@
+"""The course model: a small GPT and its tokenizer, trained once on the course corpus and cached.
+
+Chapters that look inside a trained model or generate from one share this model. The first call
+trains it (a minute or two on a laptop CPU) and writes it to the cache directory
+(`llmcourse.download.cache_dir()`, or $LLMCOURSE_CACHE); later calls load it in about a second. The
+cache entry is named by a hash of the configuration and of the code of every module that shapes
+the result (tokenizer, model, training loop, corpus, split), so a changed recipe or a changed model
+trains anew instead of loading stale weights; edited comments and docstrings do not. Weights are
+stored with safetensors, which holds tensors only: loading runs no code. A cache entry that fails
+its checks is trained again.
+
+Its validation loss is measured on the held-out documents of chapter 2's split, next to chapter 1's
+bigram model (`llmcourse.bigram`) counted on the same training tokens, so the number has a baseline.
+
+>>> cfg = CourseModelConfig()
+>>> cache_key(cfg) == cache_key(CourseModelConfig())
+True
+>>> cache_key(cfg) == cache_key(cfg.replace(steps=cfg.steps + 1))
+False
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from llmcourse.bigram import BigramModel
+from llmcourse.cleaning import clean_split
+from llmcourse.config import ModelConfig, get_preset
+from llmcourse.corpus import load_corpus
+from llmcourse.device import pick_device
+from llmcourse.download import cache_dir, sha256_of
+from llmcourse.model import GPT
+from llmcourse.tokenizer import Tokenizer, TokenizerFileError, load_tokenizer, save_tokenizer
+from llmcourse.train import fit
+
+END_OF_TEXT = "<|endoftext|>"
+FORMAT = 1  # the layout of a cache entry; part of the key
+
+# Every module whose code changes what course_model() returns: editing one trains a new model.
+SOURCES = ("llmcourse.course_model", "llmcourse.attention", "llmcourse.batches", "llmcourse.bigram",
+           "llmcourse.cleaning", "llmcourse.config", "llmcourse.corpus", "llmcourse.embeddings",
+           "llmcourse.loss", "llmcourse.model", "llmcourse.train", "llmcourse.tokenizer.bpe",
+           "llmcourse.tokenizer.pretokenize", "llmcourse.tokenizer.training")
+
+
+class CourseModelError(RuntimeError):
+    """A cached course model cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class CourseModelConfig:
+    """The recipe: corpus, tokenizer size, model shape and training budget.
+
+    The defaults train 1.2M parameters on about 1.2M tokens (1,200 steps of 16 windows of 64):
+    about two minutes on one CPU core. The constant learning rate of `fit` has no warm-up, so
+    it is kept at 1e-3 (3e-3 and 1e-2 ended higher). A vocabulary of 2,048 tokens is small enough
+    for so short a run to see every token many times, and large enough that common words are
+    single tokens; on this budget it reached a lower loss per character than 512 or 1,024.
+    """
+    corpus: str = "shakespeare"
+    vocab_size: int = 2048  # including the end-of-text token
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    context_length: int = 64
+    steps: int = 1200
+    batch_size: int = 16
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 257 <= self.vocab_size <= 1 << 16:
+            raise ValueError(f"vocab_size must be in [257, 65536] (256 bytes, the end-of-text "
+                             f"token, and ids stored as uint16), got {self.vocab_size}")
+        for name in ("steps", "batch_size", "context_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        self.model_config()  # a shape that cannot work is refused now, not after the data is ready
+
+    def replace(self, **changes: Any) -> "CourseModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def model_config(self) -> ModelConfig:
+        """The GPT-2-style shape (the `tiny` preset, resized) that this recipe trains."""
+        return get_preset("tiny", vocab_size=self.vocab_size, context_length=self.context_length,
+                          n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model)
+
+
+@dataclass
+class CourseModel:
+    """What `course_model()` returns. `metrics` holds losses in nats per token (unless named per
+    character): val_loss, bigram_val_loss, uniform_loss, val_nats_per_char,
+    bigram_val_nats_per_char, train_losses (one per step); and train_seconds (the training loop),
+    total_seconds (with the tokenizer, the data and the evaluation), train_device, train_tokens,
+    val_tokens, chars_per_token."""
+    tokenizer: Tokenizer
+    model: GPT
+    config: CourseModelConfig
+    metrics: dict[str, Any]
+    path: Path  # the cache entry
+    from_cache: bool  # False: trained by this call
+
+    @property
+    def eot_id(self) -> int:
+        """The end-of-text id, which separates documents in training: a prompt for a new text."""
+        return self.tokenizer.special_tokens[END_OF_TEXT]
+
+
+def cache_key(config: CourseModelConfig) -> str:
+    """sha256 of the configuration and of the code of every module in SOURCES (code_fingerprint)."""
+    recipe = json.dumps({"format": FORMAT, **dataclasses.asdict(config)}, sort_keys=True)
+    digest = hashlib.sha256(recipe.encode())
+    for name in SOURCES:
+        code = code_fingerprint(module_source(name))
+        digest.update(name.encode() + b"\0" + code.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def module_source(name: str) -> str:
+    """The source text of module `name`, as its file holds it (without importing it)."""
+    return importlib.util.find_spec(name).loader.get_source(name) or ""
+
+
+def code_fingerprint(source: str) -> str:
+    """The code of `source` without comments, docstrings and layout (a dump of its syntax tree),
+    so that editing prose does not retrain the model.
+
+    >>> with_prose = 'def f(x):\\n    "Twice x."\\n    return 2 * x  # why'
+    >>> code_fingerprint(with_prose) == code_fingerprint("def f(x):\\n    return 2*x")
+    True
+    >>> code_fingerprint(with_prose) == code_fingerprint("def f(x):\\n    return 3 * x")
+    False
+    """
+    tree = ast.parse(source)
+    scopes = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(node, scopes) and body else None
+        docstring = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                     and isinstance(first.value.value, str))
+        if docstring:
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
+    """The documents' ids in one uint16 array, each document followed by the end-of-text id."""
+    encoding, eot = tokenizer.to_tiktoken(), tokenizer.special_tokens[END_OF_TEXT]
+    ids: list[int] = []
+    for text in texts:
+        ids += encoding.encode_ordinary(text)
+        ids.append(eot)
+    return np.asarray(ids, dtype=np.uint16)
+
+
+@torch.no_grad()
+def validation_loss(model: GPT, ids: np.ndarray, batch_size: int = 64) -> float:
+    """Mean next-token loss over every token of `ids` after the first, read in windows of the
+    model's context (each starts afresh, as in training): the targets of `BigramModel.loss(ids)`."""
+    T = model.cfg.context_length
+    device = next(model.parameters()).device
+    tokens = torch.as_tensor(ids.astype(np.int64))
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    starts = list(range(0, len(tokens) - 1, T))
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i:i + batch_size]
+        # every window is T long except perhaps the very last: run that one on its own
+        full = [s for s in chunk if s + T < len(tokens)]
+        for group in (full, [s for s in chunk if s not in full]):
+            if not group:
+                continue
+            n = min(T, len(tokens) - 1 - group[0])
+            x = torch.stack([tokens[s:s + n] for s in group]).to(device)
+            y = torch.stack([tokens[s + 1:s + n + 1] for s in group]).to(device)
+            _, loss = model(x, y)
+            total += loss.item() * y.numel()
+            count += y.numel()
+    model.train(was_training)
+    return total / count
+
+
+def _train(config: CourseModelConfig, device: torch.device,
+           progress: bool) -> tuple[Tokenizer, GPT, dict]:
+    begin = time.perf_counter()
+    train_docs, val_docs = clean_split(load_corpus(config.corpus))
+    train_texts, val_texts = [d.text for d in train_docs], [d.text for d in val_docs]
+    tokenizer = Tokenizer.train("\n\n".join(train_texts), config.vocab_size,
+                                special_tokens=[END_OF_TEXT],
+                                name=f"{config.corpus}-{config.vocab_size}")
+    train_ids = encode_documents(tokenizer, train_texts)
+    val_ids = encode_documents(tokenizer, val_texts)
+    torch.manual_seed(config.seed)
+    model = GPT(config.model_config())
+    start = time.perf_counter()
+    losses = fit(model, train_ids, config.steps, config.batch_size, config.context_length,
+                 lr=config.lr, seed=config.seed, device=device, progress=progress)
+    seconds = time.perf_counter() - start
+    model = model.cpu().eval()
+    bigram = BigramModel.fit(torch.as_tensor(train_ids.astype(np.int64)), tokenizer.n_vocab)
+    val_chars = sum(len(t) for t in val_texts)
+    val_loss = validation_loss(model, val_ids)
+    bigram_loss = bigram.loss(torch.as_tensor(val_ids.astype(np.int64))).item()
+    predicted = len(val_ids) - 1  # tokens whose loss is averaged
+    metrics = {
+        "val_loss": val_loss, "bigram_val_loss": bigram_loss,
+        "uniform_loss": math.log(tokenizer.n_vocab),
+        "val_nats_per_char": val_loss * predicted / val_chars,
+        "bigram_val_nats_per_char": bigram_loss * predicted / val_chars,
+        "train_losses": losses, "train_seconds": seconds, "train_device": str(device),
+        "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids)),
+        "chars_per_token": sum(len(t) for t in train_texts) / len(train_ids),
+        "total_seconds": time.perf_counter() - begin,  # tokenizer, data, training and evaluation
+    }
+    return tokenizer, model, metrics
+
+
+def _write(entry: Path, key: str, config: CourseModelConfig, tokenizer: Tokenizer, model: GPT,
+           metrics: dict) -> None:
+    """Write the entry into a temporary folder beside it, then rename it into place (atomic)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    try:
+        save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding and LM head
+        save_tokenizer(tokenizer, tmp / "tokenizer.json")
+        meta = {"format": FORMAT, "key": key, "config": dataclasses.asdict(config),
+                "weights_sha256": sha256_of(tmp / "model.safetensors"), "metrics": metrics}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if entry.exists():  # a corrupt entry being replaced
+            shutil.rmtree(entry)
+        os.replace(tmp, entry)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not entry.exists():  # else another process wrote the same entry first: keep it
+            raise
+
+
+def _read(entry: Path, key: str, config: CourseModelConfig) -> tuple[Tokenizer, GPT, dict]:
+    """Load a cache entry, checking each file; CourseModelError says what is wrong."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CourseModelError(f"{entry / 'meta.json'} is unreadable ({err})") from None
+    if not isinstance(meta, dict) or meta.get("key") != key or meta.get("format") != FORMAT:
+        raise CourseModelError(f"{entry / 'meta.json'} belongs to another model or format")
+    weights = entry / "model.safetensors"
+    if not weights.exists() or sha256_of(weights) != meta.get("weights_sha256"):
+        raise CourseModelError(f"{weights} is missing or fails its checksum (truncated or edited)")
+    try:
+        tokenizer = load_tokenizer(entry / "tokenizer.json")
+    except TokenizerFileError as err:
+        raise CourseModelError(str(err)) from None
+    model = GPT(config.model_config())
+    try:
+        load_model(model, str(weights), strict=True)
+    except (SafetensorError, RuntimeError) as err:
+        raise CourseModelError(f"{weights} does not fit the model: {err}") from None
+    return tokenizer, model.eval(), meta["metrics"]
+
+
+def course_model(config: CourseModelConfig | None = None, device: torch.device | str | None = None,
+                 cache: Path | str | None = None, progress: bool = True) -> CourseModel:
+    """The trained course model: from the cache if it holds this recipe, else trained and cached.
+
+    device: where to train (default: the fastest this machine has); the model is returned on the
+    CPU, in eval mode. cache: the cache directory (default `llmcourse.download.cache_dir()`). A
+    cache entry that fails its checks (a truncated or edited file) is trained again, with a warning
+    that says which file was wrong.
+    """
+    config = CourseModelConfig() if config is None else config
+    key = cache_key(config)
+    root = Path(cache_dir() if cache is None else cache)
+    entry = root / "course_model" / f"{config.corpus}-{key[:16]}"
+    if entry.exists():
+        try:
+            tokenizer, model, metrics = _read(entry, key, config)
+            return CourseModel(tokenizer, model, config, metrics, entry, from_cache=True)
+        except CourseModelError as err:
+            warnings.warn(f"the cached course model cannot be used: {err}; training it again",
+                          stacklevel=2)
+    where = pick_device(str(device)) if device is not None else pick_device()
+    tokenizer, model, metrics = _train(config, where, progress)
+    _write(entry, key, config, tokenizer, model, metrics)
+    return CourseModel(tokenizer, model, config, metrics, entry, from_cache=False)
