@@ -9,8 +9,9 @@ log() { printf '[setup] %s\n' "$*"; }
 
 # --- system packages -------------------------------------------------------------------------------------------
 apt_missing=()
+# fonts-noto-cjk and fonts-symbola: the PDF's fallback fonts for CJK and emoji (xelatex cannot use colour emoji fonts)
 for pkg in texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-xetex latexmk \
-           fonts-freefont-otf fonts-dejavu-core poppler-utils libtcmalloc-minimal4; do
+           fonts-freefont-otf fonts-dejavu-core fonts-noto-cjk fonts-symbola poppler-utils libtcmalloc-minimal4; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$pkg")
 done
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_missing+=(chromium)

@@ -1,9 +1,11 @@
 """What a reader of the built book sees: pages in a real headless Chromium, and the PDF through poppler."""
+import json
 import re
 import subprocess
 import sys
 
 import pytest
+import yaml
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
@@ -38,12 +40,20 @@ def open_page(browser, path):
     return page, problems
 
 
+def wait_for_figures(page) -> int:
+    """Wait until plotly has drawn every figure of the page; return how many there are."""
+    count = page.locator(".plotly-graph-div").count()
+    if count:
+        page.wait_for_function(f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {count}",
+                               timeout=30_000)
+    return count
+
+
 @pytest.fixture(scope="module")
 def chapter(browser, built_book):
     page, problems = open_page(browser, built_book / "html" / CHAPTER_1)
-    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5", timeout=30_000)
-    page.wait_for_selector(".widget-hbox", timeout=30_000)
-    page.wait_for_timeout(1000)  # let late scripts (MathJax, widgets) finish and report
+    wait_for_figures(page)
+    page.wait_for_timeout(1000)  # let late scripts (MathJax) finish and report
     yield page, problems
     page.close()
 
@@ -56,10 +66,7 @@ def test_page_loads_without_js_errors_or_failed_requests(chapter):
 @pytest.mark.parametrize("notebook", book_notebooks(), ids=lambda p: p.name)
 def test_every_chapter_draws_its_figures_without_errors(browser, built_book, notebook):
     page, problems = open_page(browser, built_book / "html" / "book" / f"{notebook.stem}.html")
-    expected = page.locator(".plotly-graph-div").count()
-    if expected:
-        page.wait_for_function(f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {expected}",
-                               timeout=30_000)
+    wait_for_figures(page)
     page.wait_for_timeout(500)
     marks = page.eval_on_selector_all(
         ".plotly-graph-div", "els => els.map(e => e.querySelectorAll('.main-svg path, .main-svg rect').length)")
@@ -87,26 +94,20 @@ def test_every_plotly_figure_rendered_with_content(chapter):
     page, _ = chapter
     marks = page.eval_on_selector_all(
         ".plotly-graph-div", "els => els.map(e => e.querySelectorAll('.main-svg path, .main-svg rect').length)")
-    assert len(marks) == 5 and min(marks) > 20
+    assert len(marks) >= 3 and min(marks) > 20
 
 
 def test_plotly_menu_works_without_a_kernel(chapter):
-    """Pick another mode in the memory figure's menu: plotly redraws the bars from data in the page."""
+    """Pick another entry in chapter 1's next-token menu: plotly redraws the bars from data in the page."""
     page, _ = chapter
-    figure = page.locator(".plotly-graph-div").nth(3)
-    heights = "el => Array.from(el.querySelectorAll('.bars .point path')).map(p => p.getBBox().height)"
-    before = figure.evaluate(heights)
+    figure = page.locator(".plotly-graph-div").filter(has=page.locator(".updatemenu-header-group")).first
+    bars = "el => Array.from(el.querySelectorAll('.bars .point path')).map(p => p.getBBox().height).join(',')"
+    before = figure.evaluate(bars)
     figure.locator(".updatemenu-header-group").click()
-    figure.locator(".updatemenu-dropdown-button").nth(3).click()  # bf16-mixed + activation checkpointing
+    figure.locator(".updatemenu-dropdown-button").nth(1).click()
     page.wait_for_timeout(500)
-    after = figure.evaluate(heights)
-    assert len(before) == len(after) > 0 and before != after
-
-
-def test_widget_renders_from_saved_state(chapter):
-    page, _ = chapter
-    assert page.locator(".widget-hbox .widget-slider").count() >= 3
-    assert "124.4 M" in page.locator(".widget-hbox .widget-html").inner_text()
+    after = figure.evaluate(bars)
+    assert before and after and before != after
 
 
 def test_math_is_typeset(chapter):
@@ -125,11 +126,13 @@ def _pdf_text(pdf):
     return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
 
 
-def test_pdf_has_chapter_1_figures_as_images(built_book, tmp_path):
+def test_pdf_has_every_figure_as_an_image(built_book, tmp_path):
     pdf = built_book / "latex" / "llmcourse.pdf"
     listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
     images = [line.split() for line in listing.splitlines()[2:] if line.split()[2] == "image"]
-    assert len(images) >= 6  # chapter 1 alone has five figures and the calculator widget's snapshot
+    pages = [built_book / "html" / "book" / f"{nb.stem}.html" for nb in book_notebooks()]
+    figures = sum(page.read_text().count('class="plotly-graph-div"') for page in pages)
+    assert figures >= 10 and len(images) == figures  # each figure of the HTML book is an image in the PDF
     assert all(int(w) >= 1000 for w in (row[3] for row in images))  # rendered at print resolution
     # the first figure's page really shows it: render that page and check it is not blank
     page = images[0][0]
@@ -178,3 +181,169 @@ def test_attention_explorer_works_without_a_kernel(browser, built_book):
     assert explorer.evaluate(mask) != before_mask and explorer.evaluate(prefix).startswith("sliding window")
     page.close()
     assert problems == []
+
+
+# --- the pages as printed and shown: structure, fonts, no debris ----------------------------------------------------
+
+SETUP_IMPORT = "from llmcourse.notebook import setup"  # a line of the setup cell, which the book runs but never shows
+PROGRESS_RATES = ("it/s]", "s/it]")  # how every tqdm bar ends its line, whatever its length
+
+
+def notebook_title(path) -> str:
+    first = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+    return "".join(first["source"]).splitlines()[0].removeprefix("# ").strip()
+
+
+def test_no_page_shows_the_setup_cell(built_book):
+    pages = [built_book / "html" / "book" / f"{nb.stem}.html" for nb in book_notebooks()]
+    assert all(SETUP_IMPORT not in page.read_text() for page in pages)
+    assert SETUP_IMPORT not in _pdf_text(built_book / "latex" / "llmcourse.pdf")
+
+
+def test_pdf_has_no_blank_pages(built_book, tmp_path):
+    """Every page has something between its running header and its footer (the setup cell used to leave one alone
+    on a page, followed by an empty one)."""
+    pdf = built_book / "latex" / "llmcourse.pdf"
+    subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf), str(tmp_path / "p")], check=True)
+    blank = []
+    for png in sorted(tmp_path.glob("p-*.png")):
+        page = Image.open(png).convert("L")
+        width, height = page.size
+        body = page.crop((0, int(height * 0.09), width, int(height * 0.91))).histogram()
+        if sum(body[:200]) / sum(body) < 0.0001:  # under one dark pixel in ten thousand: empty
+            blank.append(int(png.stem.split("-")[1]))
+    assert blank == []
+
+
+def test_pdf_numbers_chapters_as_the_text_does(built_book):
+    """Chapter NN_* is chapter NN; parts print their captions alone ("Part I: ..."), the appendix is unnumbered."""
+    toc = (built_book / "latex" / "llmcourse.toc").read_text()
+    entries = re.findall(r"\\contentsline \{(part|chapter)\}\{(?:\\numberline \{([^}]*)\})?(.*?)\}\{\d+\}", toc)
+    chapters = {title: number for kind, number, title in entries if kind == "chapter"}
+    parts = [(number, title) for kind, number, title in entries if kind == "part"]
+    for notebook in book_notebooks():
+        assert chapters.pop(notebook_title(notebook)) == str(int(notebook.name[:2]))
+    assert chapters and all(number == "" for number in chapters.values())  # the appendix pages
+    captions = [part["caption"] for part in yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]]
+    assert parts == [("", caption) for caption in captions]
+
+
+def test_html_numbers_chapters_as_the_text_does(built_book):
+    numbered = '<h1><span class="section-number">'
+    for notebook in book_notebooks():
+        html = (built_book / "html" / "book" / f"{notebook.stem}.html").read_text()
+        assert f"{numbered}{int(notebook.name[:2])}. </span>" in html
+    appendix = [page for page in (built_book / "html" / "book").glob("*.html") if not page.name[0].isdigit()]
+    assert appendix and all(numbered not in page.read_text() for page in appendix)  # intro and appendix pages
+
+
+def test_pdf_shows_cjk_and_emoji_in_their_fallback_fonts(built_book):
+    """Chapter 3's bytes examples: 日 and 🚀 are typeset (pdftotext reads them back) in the fallback fonts."""
+    pdf = built_book / "latex" / "llmcourse.pdf"
+    text = _pdf_text(pdf)
+    assert "日" in text and "🚀" in text
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "NotoSansCJK" in fonts and "Symbola" in fonts
+    log = (built_book / "latex" / "llmcourse.log").read_text(errors="replace")
+    assert re.findall(r"Missing character: There is no .*", log) == []  # no glyph anywhere left out
+
+
+def test_no_progress_bar_debris(built_book):
+    pages = sorted((built_book / "html").rglob("*.html"))
+    assert [p.name for p in pages if any(rate in p.read_text() for rate in PROGRESS_RATES)] == []
+    assert not any(rate in _pdf_text(built_book / "latex" / "llmcourse.pdf") for rate in PROGRESS_RATES)
+
+
+def test_pdf_says_what_each_figure_with_controls_shows(built_book):
+    text = " ".join(_pdf_text(built_book / "latex" / "llmcourse.pdf").split())
+    assert "Printed at one setting: permutations" in text  # chapter 2's trade-off slider
+    assert "Printed at one setting: merges" in text  # chapter 3's merges slider
+    assert "Where the course builds each box: Text: Part I, chapter 2" in text  # chapter 1's map, hover text in print
+
+
+# --- the HTML at the default width ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("notebook", book_notebooks(), ids=lambda p: p.name)
+def test_no_code_block_scrolls_sideways(browser, built_book, notebook):
+    page, _ = open_page(browser, built_book / "html" / "book" / f"{notebook.stem}.html")
+    wide = page.eval_on_selector_all(".bd-article pre", """els => els.filter(p => p.scrollWidth > p.clientWidth)
+        .map(p => p.innerText.split('\\n').find(line => line.length > 0))""")
+    page.close()
+    assert wide == [], f"{len(wide)} code blocks scroll sideways at 1280 px, starting with: {wide[:5]}"
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+BOXES = """el => {
+    const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top,
+                                                                     bottom: r.bottom}; };
+    const all = sel => Array.from(el.querySelectorAll(sel)).filter(e => e.getBoundingClientRect().width > 0).map(box);
+    return {title: all('.gtitle'), menu: all('.updatemenu-header-group'), toolbar: all('.modebar-group'),
+            slider: all('.slider-group'), xlabels: all('.xtick text, .g-xtitle text')};
+}"""
+
+
+@pytest.mark.parametrize("notebook", book_notebooks(), ids=lambda p: p.name)
+def test_no_figure_control_covers_another_part_of_the_figure(browser, built_book, notebook):
+    """Menus clear of titles and of plotly's toolbar, sliders clear of the x axis' labels and title."""
+    page, _ = open_page(browser, built_book / "html" / "book" / f"{notebook.stem}.html")
+    figures = page.locator(".plotly-graph-div")
+    clashes = []
+    for i in range(wait_for_figures(page)):
+        figure = figures.nth(i)
+        figure.scroll_into_view_if_needed()
+        figure.hover(position={"x": 5, "y": 5})  # the toolbar shows while the pointer is over the figure
+        page.wait_for_timeout(200)
+        boxes = figure.evaluate(BOXES)
+        pairs = [("menu", "title"), ("menu", "toolbar"), ("title", "toolbar"), ("slider", "xlabels")]
+        clashes += [f"figure {i}: {a} over {b}" for a, b in pairs
+                    if any(_overlaps(x, y) for x in boxes[a] for y in boxes[b])]
+    page.close()
+    assert clashes == []
+
+
+def test_the_attention_explorer_labels_every_token(browser, built_book):
+    page, _ = open_page(browser, built_book / "html" / "book" / "04_attention.html")
+    wait_for_figures(page)
+    explorer = page.locator(".plotly-graph-div").filter(has_text="layer/head").first
+    tokens = explorer.evaluate("el => el._fullData[1].z.length")
+    shown = explorer.evaluate("""el => ['.xtick text', '.ytick text'].map(
+        sel => Array.from(el.querySelectorAll(sel)).filter(t => t.textContent.length > 0).length)""")
+    page.close()
+    assert tokens > 5 and shown == [tokens, tokens]
+
+
+def test_the_map_answers_a_hover_anywhere_on_a_box(chapter):
+    """Chapter 1's map: the pointer near a box's corner, not only at its centre, brings up what the box does."""
+    page, _ = chapter
+    figure = page.locator(".plotly-graph-div").first
+    figure.scroll_into_view_if_needed()
+    box = figure.locator(".bars .point path").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 6, box["y"] + box["height"] - 4)
+    page.wait_for_timeout(300)
+    texts = figure.evaluate("el => Array.from(el.querySelectorAll('.hoverlayer .hovertext')).map(t => t.textContent)")
+    page.mouse.move(0, 0)
+    assert len(texts) == 1 and texts[0].startswith("Text")
+
+
+def test_pieces_of_one_stream_are_joined_as_a_terminal_shows_them():
+    """A cell that prints token by token (end="") gives one block, with nothing added between the pieces."""
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from course_book import join_streams
+    from docutils import nodes
+
+    def piece(text, kind):
+        block = nodes.literal_block(text, text)
+        block["classes"] += ["output", kind]
+        return block
+
+    output = nodes.container(nb_element="cell_code_output")
+    output += [piece("KING.\nWhat", "stream"), piece(",", "stream"), piece(" sir\n", "stream"),
+               piece("a warning\n", "stderr"), piece("more", "stream")]
+    document = nodes.document(None, None)
+    document += output
+    join_streams(None, document)
+    assert [(block.astext(), block["classes"][-1]) for block in output.children] == [
+        ("KING.\nWhat, sir\n", "stream"), ("a warning\n", "stderr"), ("more", "stream")]

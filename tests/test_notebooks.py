@@ -43,3 +43,18 @@ def test_config_points_colab_at_the_package_repository():
     assert config["repository"]["url"] == REPOSITORY
     assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
     assert re.search(r"git\+" + re.escape(REPOSITORY), SETUP_CELL)
+
+
+MAX_CODE_LINE = 88  # what the book's column shows without scrolling (book/assets/course.css)
+
+
+@pytest.mark.parametrize("path", [p for p in all_notebooks() if p.parent.name in ("book", "solutions")],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_code_lines_fit_the_book_column(path):
+    long = [f"cell {i}: {line}" for i, cell in enumerate(load(path)["cells"]) if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines() if len(line) > MAX_CODE_LINE]
+    assert long == [], f"{len(long)} code lines longer than {MAX_CODE_LINE} characters:\n" + "\n".join(long)
+
+
+def test_the_setup_cell_fits_the_book_column():
+    assert max(len(line) for line in SETUP_CELL.splitlines()) <= MAX_CODE_LINE

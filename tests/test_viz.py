@@ -1,12 +1,18 @@
 """The display path: what each environment receives, and figures whose menus and sliders are consistent."""
+import re
+
+import plotly.graph_objects as go
 import pytest
 import torch
 
 from llmcourse.config import get_preset
 from llmcourse.viz import display as D
+from llmcourse.viz.attention import attention_figure
+from llmcourse.viz.data import dedup_tradeoff_figure
 from llmcourse.viz.distributions import next_token_figure
-from llmcourse.viz.pipeline import pipeline_figure
+from llmcourse.viz.pipeline import STAGES, pipeline_figure
 from llmcourse.viz.sizing import MODES, PARTS, calculator_widget, compute_figure, memory_figure
+from llmcourse.viz.theme import SLIDER
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -80,3 +86,84 @@ def test_calculator_reports_an_invalid_shape_instead_of_failing():
     heads = controls.children[2]
     heads.value = 7  # 768 is not divisible by 7
     assert "not divisible" in out.value
+
+
+def _slider_figure():
+    results = {p: {0.1: (0.5, 0.9), 0.3: (0.9, 0.4)} for p in (32, 128, 256)}
+    return dedup_tradeoff_figure(results, initial=128)
+
+
+def test_the_tradeoff_figure_opens_on_the_permutations_asked_for():
+    fig = _slider_figure()
+    shown = [trace.visible for trace in fig.data]
+    assert fig.layout.sliders[0].active == 1 and shown == [False, False, True, True, False, False]
+    assert fig.layout.sliders[0].steps[1].args[0]["visible"] == shown  # the slider's step and the opening agree
+    with pytest.raises(ValueError, match="64 is not among"):
+        dedup_tradeoff_figure({32: {0.1: (1, 1)}}, initial=64)
+
+
+def test_the_printed_caption_names_the_setting_the_png_shows():
+    caption = D.print_caption(_slider_figure())
+    assert caption.startswith("Printed at one setting: permutations 128.") and "32 to 256" in caption
+    memory = memory_figure({"gpt2": get_preset("gpt2")})
+    assert "\u201cfp32\u201d in the menu" in D.print_caption(memory)
+    assert D.print_caption(go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))) is None  # nothing to pick, nothing to say
+
+
+def test_the_printed_map_says_where_each_box_is_built():
+    """The map's hover text (where the course builds each box) is lost in print; its caption carries it."""
+    caption = D.print_caption(pipeline_figure())
+    for label, _, _, where in STAGES:
+        assert re.search(re.escape(label) + r"(, [^:;]+)*: " + re.escape(where), caption), label
+
+
+def test_the_printed_figure_drops_its_controls_and_the_room_they_took():
+    fig = _slider_figure()
+    static = D._static(fig)
+    assert not static.layout.sliders and not static.layout.updatemenus
+    assert static.layout.height == fig.layout.height - SLIDER
+    assert static.layout.margin.b == fig.layout.margin.b - SLIDER
+    assert fig.layout.sliders  # the interactive figure keeps them
+
+
+def test_in_the_book_a_figure_with_controls_carries_its_caption(shown, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_BOOK_BUILD", "1")
+    D.show(_slider_figure())
+    D.show(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])))
+    with_controls, without = shown
+    assert with_controls["text/markdown"] == "*" + D.print_caption(_slider_figure()) + "*"
+    assert "text/markdown" not in without
+
+
+def test_a_live_only_widget_leaves_a_note_in_the_book(shown, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_BOOK_BUILD", "1")
+    widget, _ = calculator_widget("gpt2")
+    D.show_live(widget)
+    (bundle,) = shown
+    assert set(bundle) == {"text/markdown", "text/plain"} and "running notebook" in bundle["text/plain"]
+
+
+def test_the_caption_escapes_markdown():
+    assert D._emphasis("a*b_c [x]") == r"*a\*b\_c \[x\]*"
+
+
+def test_the_attention_figure_labels_every_token_and_greys_hidden_cells():
+    tokens = ["The", " mouse", " ate", "<pad>", "<pad>"]
+    T = len(tokens)
+    causal = torch.ones(T, T).tril().bool()
+    maps = {"causal": torch.softmax(torch.randn(2, 3, T, T), -1)}
+    fig = attention_figure(tokens, maps, {"causal": causal})
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.tickmode == "array" and list(axis.tickvals) == list(range(T))
+        # every token, whitespace made visible; a repeated token keeps its own place
+        assert list(axis.ticktext) == ["The", "␣mouse", "␣ate", "<pad>", "<pad>"]
+    weights = fig.data[1].z
+    assert weights[0][1] is None and weights[1][0] == pytest.approx(maps["causal"][0, 0, 1, 0].item())
+    assert len(fig.layout.sliders[0].steps) == 2 * 3
+
+
+def test_the_attention_figure_refuses_maps_that_do_not_fit_the_tokens():
+    with pytest.raises(ValueError, match="expected maps"):
+        attention_figure(["a", "b"], {"causal": torch.rand(1, 1, 3, 3)}, {"causal": torch.ones(3, 3).bool()})
+    with pytest.raises(ValueError, match="same mask names"):
+        attention_figure(["a"], {"causal": torch.rand(1, 1, 1, 1)}, {"padding": torch.ones(1, 1).bool()})

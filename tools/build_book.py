@@ -7,11 +7,14 @@
 Third-party JavaScript (plotly.js, require.js, the ipywidgets HTML manager, MathJax) is never committed: it is copied
 from the installed plotly package or fetched from the npm registry into book/assets/vendor/ before the build.
 Notebooks are executed during the build with LLMCOURSE_BOOK_BUILD=1, which makes llmcourse.viz emit figures as
-interactive HTML plus a PNG for the PDF.
+interactive HTML plus a PNG for the PDF, and with TQDM_DISABLE=1, so that no progress bar lands in a page. Executed
+notebooks are cached between builds (jupyter-cache, keyed on each notebook's cells); the cache is dropped whenever
+the llmcourse package changes, because a chapter's outputs depend on the package as much as on its cells.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -26,8 +29,12 @@ VENDOR = ROOT / "book" / "assets" / "vendor"
 BUILD = ROOT / "_build"
 HTML_INDEX = BUILD / "html" / "index.html"
 PDF = BUILD / "latex" / "llmcourse.pdf"
+CACHE = BUILD / ".jupyter_cache"
+CACHE_STAMP = BUILD / ".llmcourse-sources.sha256"
 TEX_APT = ("texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk texlive-xetex "
-           "fonts-freefont-otf")
+           "fonts-freefont-otf fonts-noto-cjk fonts-symbola")
+# fonts the PDF needs beyond TeX's own: the body fonts, and the fallbacks for CJK and emoji (book/assets/*.sty)
+PDF_FONTS = ("FreeSerif", "Noto Sans CJK SC", "Symbola")
 # (npm package, prefix of the files wanted inside its tarball, folder under vendor/); versions match ipywidgets 8
 NPM_ASSETS = [
     ("requirejs@2.3.7", "package/require.js", ""),
@@ -77,18 +84,40 @@ def fetch_assets() -> None:
 
 
 def check_tex() -> None:
-    missing = [tool for tool in ("xelatex", "latexmk") if shutil.which(tool) is None]
+    missing = [tool for tool in ("xelatex", "latexmk", "fc-list") if shutil.which(tool) is None]
+    if not missing:
+        missing = [f"the font {font!r}" for font in PDF_FONTS
+                   if subprocess.run(["fc-list", "-q", font], capture_output=True).returncode != 0]
     if missing:
-        sys.exit(f"The PDF needs TeX ({', '.join(missing)} not found). On Debian/Ubuntu install it with:\n"
+        sys.exit(f"The PDF needs TeX and some fonts ({', '.join(missing)} not found). On Debian/Ubuntu install "
+                 f"them with:\n"
                  f"  apt-get install -y --no-install-recommends {TEX_APT}\n"
                  f"or build the HTML alone with: python tools/build_book.py --html")
+
+
+def package_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "llmcourse").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def drop_stale_executions() -> None:
+    """jupyter-cache re-runs a notebook only when its cells change; re-run them all when the package changed."""
+    digest = package_digest()
+    if CACHE.exists() and (not CACHE_STAMP.exists() or CACHE_STAMP.read_text() != digest):
+        print("[build_book] the llmcourse package changed since the last build: executing every notebook again")
+        shutil.rmtree(CACHE)
+    BUILD.mkdir(exist_ok=True)
+    CACHE_STAMP.write_text(digest)
 
 
 def jupyter_book(builder: str, strict: bool) -> None:
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--builder", builder]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    env = {"HF_HUB_OFFLINE": "1", **os.environ, "LLMCOURSE_BOOK_BUILD": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env = {"HF_HUB_OFFLINE": "1", **os.environ, "LLMCOURSE_BOOK_BUILD": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+           "TQDM_DISABLE": "1"}
     start = time.time()
     result = subprocess.run(cmd, cwd=ROOT, env=env)
     if result.returncode != 0:
@@ -106,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     if pdf:
         check_tex()  # fail before spending minutes on the HTML
     fetch_assets()
+    drop_stale_executions()
     if html:
         jupyter_book("html", args.strict)
         print(f"HTML: {HTML_INDEX}")

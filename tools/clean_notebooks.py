@@ -2,6 +2,9 @@
 no outputs for book/ notebooks (the book build executes them). solutions/ keep their outputs, because nbval compares
 the pinned ones: `--execute` runs a notebook and stores its fresh outputs first.
 
+A first cell that is a course setup cell is rewritten to the current `llmcourse.notebook.SETUP_CELL`, so that a change
+to the setup cell reaches every notebook by running this tool (then `python -m llmcourse exercises` for exercises/).
+
     python tools/clean_notebooks.py [--execute] [PATH ...]   # default: every notebook in book/ and solutions/
 """
 from __future__ import annotations
@@ -10,6 +13,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+
+from llmcourse.notebook import SETUP_CELL, is_setup_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -22,6 +27,9 @@ def clean(path: Path) -> bool:
     course = {"llmcourse": nb.metadata["llmcourse"]} if "llmcourse" in nb.metadata else {}
     nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}, **course})
     keep_outputs = path.parent.name != "book"
+    first = nb.cells[0] if nb.cells else None
+    if first is not None and first.cell_type == "code" and is_setup_cell(first.source) and first.source != SETUP_CELL:
+        first.source = SETUP_CELL
     for cell in nb.cells:
         cell.metadata = nbformat.from_dict({k: v for k, v in cell.metadata.items() if k == "tags"})
         if cell.cell_type == "code" and not keep_outputs:

@@ -1,4 +1,4 @@
-"""The attention explorer: a mask next to the attention weights a model computes under it.
+"""The attention explorer: the attention weights a model computes under a mask, with the hidden cells shown.
 
 In the static book a menu picks the mask (causal, padding, sliding window) and a slider picks the layer and head;
 both work without a kernel (the menu swaps in that mask's slider, whose steps restyle the weights). In a live kernel
@@ -11,52 +11,77 @@ from typing import Mapping, Sequence
 import ipywidgets as W
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from llmcourse.viz.distributions import visible
+from llmcourse.viz.theme import MENU_ROW, SLIDER, TOP, menu_under_title, slider_below
+
+HIDDEN = "#d9d9d9"  # cells the mask hides: grey, so that they differ from a weight near zero (white)
+ROW = 18  # pixels per token
 
 
 def attention_figure(tokens: Sequence[str], maps: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
                      title: str = "What each token attends to") -> go.Figure:
-    """maps: mask name -> (layers, heads, T, T) weights; masks: mask name -> (T, T) bool (True: may attend)."""
-    labels = [f"{i}:{visible(t)}" for i, t in enumerate(tokens)]
+    """Attention weights, one row per query token and one column per key token, every token labelled on both axes.
+
+    maps: mask name -> (layers, heads, T, T) weights; masks: mask name -> (T, T) bool (True: may attend). Trace 0
+    is the mask (grey where hidden), trace 1 the weights, drawn over it where the mask lets a token attend."""
     names = list(maps)
+    if not names or set(names) != set(masks):
+        raise ValueError(f"maps and masks need the same mask names, got {names} and {list(masks)}")
+    T = len(tokens)
+    if T == 0:
+        raise ValueError("attention_figure needs at least one token")
+    for name in names:
+        if maps[name].dim() != 4 or tuple(maps[name].shape[-2:]) != (T, T) or tuple(masks[name].shape) != (T, T):
+            raise ValueError(f"{name!r}: expected maps (layers, heads, {T}, {T}) and a ({T}, {T}) mask for {T} "
+                             f"tokens, got {tuple(maps[name].shape)} and {tuple(masks[name].shape)}")
     L, H = maps[names[0]].shape[:2]
-    z = lambda name, layer, head: maps[name][layer, head].tolist()
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("mask (white: hidden)", "attention weights"),
-                        horizontal_spacing=0.14)
-    fig.add_trace(go.Heatmap(z=masks[names[0]].int().tolist(), x=labels, y=labels, colorscale=[[0, "white"],
-                             [1, "#0072B2"]], showscale=False, hovertemplate="%{y} sees %{x}: %{z}<extra></extra>"),
-                  row=1, col=1)
-    fig.add_trace(go.Heatmap(z=z(names[0], 0, 0), x=labels, y=labels, zmin=0, zmax=1, colorscale="Blues",
-                             colorbar=dict(title="weight"), hovertemplate="%{y} -> %{x}: %{z:.2f}<extra></extra>"),
-                  row=1, col=2)
+    labels = [visible(t) for t in tokens]
+    positions = list(range(T))
+
+    def z(name: str, layer: int, head: int) -> list[list[float | None]]:
+        weights, allowed = maps[name][layer, head].tolist(), masks[name].tolist()
+        return [[w if ok else None for w, ok in zip(row, oks)] for row, oks in zip(weights, allowed)]
 
     def slider(name: str) -> dict:
         steps = [dict(label=f"L{layer} H{head}", method="restyle", args=[{"z": [z(name, layer, head)]}, [1]])
                  for layer in range(L) for head in range(H)]
-        return dict(steps=steps, active=0, currentvalue=dict(prefix=f"{name} mask, layer/head: "), pad=dict(t=60))
+        return slider_below(steps, 0, f"{name} mask, layer/head: ", clearance)
 
+    pairs = [[f"{i}:{labels[i]} attends to {j}:{labels[j]}" for j in positions] for i in positions]
+    fig = go.Figure([
+        go.Heatmap(z=masks[names[0]].int().tolist(), x=positions, y=positions, zmin=0, zmax=1, showscale=False,
+                   colorscale=[[0, HIDDEN], [1, "white"]], hoverinfo="skip"),
+        go.Heatmap(z=z(names[0], 0, 0), x=positions, y=positions, zmin=0, zmax=1, colorscale="Blues",
+                   hoverongaps=False, text=pairs, hovertemplate="%{text}: %{z:.2f}<extra></extra>",
+                   colorbar=dict(title="weight")),
+    ])
+    font = 12 if T <= 32 else 9
+    clearance = 30 + int(0.62 * font * max(len(label) for label in labels)) + 25  # vertical tick labels, axis title
     buttons = [dict(label=name, method="update",
                     args=[{"z": [masks[name].int().tolist(), z(name, 0, 0)]}, {"sliders": [slider(name)]}])
                for name in names]
-    fig.update_layout(title=title, height=560, sliders=[slider(names[0])],
-                      updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.2, yanchor="bottom")])
-    for col in (1, 2):
-        fig.update_yaxes(autorange="reversed", type="category", row=1, col=col)
-        fig.update_xaxes(type="category", tickangle=-60, row=1, col=col)
+    top, bottom = TOP + 18 + MENU_ROW, clearance + SLIDER
+    fig.update_layout(title=dict(text=f"{title}<br><sup>rows: each token; columns: what it attends to; "
+                                      f"grey: hidden by the mask</sup>"),
+                      height=top + ROW * T + bottom, margin=dict(t=top, b=bottom),
+                      sliders=[slider(names[0])], updatemenus=[menu_under_title(buttons)])
+    axis = dict(tickmode="array", tickvals=positions, ticktext=labels, tickfont=dict(size=font), showgrid=False,
+                zeroline=False)
+    fig.update_xaxes(**axis, tickangle=-90, title="attended to (key)", range=[-0.5, T - 0.5])
+    fig.update_yaxes(**axis, autorange=False, range=[T - 0.5, -0.5], title="attending (query)")
     return fig
 
 
 def weights_html(tokens: Sequence[str], weights: torch.Tensor, mask: torch.Tensor) -> str:
-    """A (T, T) attention matrix as an HTML table shaded by weight; hidden (masked) cells are left white."""
+    """A (T, T) attention matrix as an HTML table shaded by weight; cells the mask hides are grey."""
     head = "".join(f"<th style='writing-mode:vertical-rl;font-weight:normal'>{visible(t)}</th>" for t in tokens)
     rows = []
     for i, token in enumerate(tokens):
         cells = []
         for j in range(len(tokens)):
             w = float(weights[i, j])
-            shade = f"rgba(0,114,178,{w:.2f})" if mask[i, j] else "white"
+            shade = f"rgba(0,114,178,{w:.2f})" if mask[i, j] else HIDDEN
             cells.append(f"<td title='{w:.2f}' style='width:18px;height:18px;background:{shade}'></td>")
         rows.append(f"<tr><th style='text-align:right;font-weight:normal'>{visible(token)}</th>{''.join(cells)}</tr>")
     return f"<table style='border-collapse:collapse'><tr><th></th>{head}</tr>{''.join(rows)}</table>"

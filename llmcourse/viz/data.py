@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from llmcourse.viz.theme import PALETTE
+from llmcourse.viz.theme import PALETTE, SLIDER, slider_below
 
 
 def document_lengths_figure(names: Sequence[str], lengths: Sequence[int], split: Sequence[str]) -> go.Figure:
@@ -17,8 +17,10 @@ def document_lengths_figure(names: Sequence[str], lengths: Sequence[int], split:
         idx = [i for i in order if split[i] == side]
         fig.add_trace(go.Bar(x=[names[i] for i in idx], y=[lengths[i] for i in idx], name=side, marker_color=color,
                              hovertemplate="%{x}: %{y:,} characters<extra></extra>"))
-    fig.update_layout(title="Characters per work", height=450, yaxis_title="characters", barmode="overlay",
-                      xaxis=dict(categoryorder="array", categoryarray=[names[i] for i in order], tickangle=-60))
+    # every work named: one tick per bar, in a font small enough for that (plotly would skip every other one)
+    fig.update_layout(title="Characters per work", height=560, yaxis_title="characters", barmode="overlay",
+                      xaxis=dict(categoryorder="array", categoryarray=[names[i] for i in order], tickangle=-90,
+                                 dtick=1, tickfont=dict(size=11)))
     return fig
 
 
@@ -47,23 +49,33 @@ def lsh_s_curve_figure(configs: Sequence[tuple[int, int]], true_pair_range: tupl
     return fig
 
 
-def dedup_tradeoff_figure(results: Mapping[int, Mapping[float, tuple[float, float]]]) -> go.Figure:
+def dedup_tradeoff_figure(results: Mapping[int, Mapping[float, tuple[float, float]]],
+                          initial: int | None = None) -> go.Figure:
     """Precision and recall against the LSH threshold; a slider picks the number of permutations.
-    results: num_perm -> threshold -> (precision, recall)."""
+    results: num_perm -> threshold -> (precision, recall); initial: the number of permutations shown first
+    (default: the largest), e.g. the one a table next to the figure reports."""
     perms = list(results)
+    if not perms:
+        raise ValueError("dedup_tradeoff_figure needs results for at least one number of permutations")
+    if initial is None:
+        initial = perms[-1]
+    if initial not in results:
+        raise ValueError(f"initial={initial!r} is not among the measured numbers of permutations {perms}")
+    shown = perms.index(initial)
     fig = go.Figure()
     for k, num_perm in enumerate(perms):
         thresholds = sorted(results[num_perm])
         for j, metric in enumerate(("precision", "recall")):
             fig.add_trace(go.Scatter(x=thresholds, y=[results[num_perm][t][j] for t in thresholds], name=metric,
-                                     mode="lines+markers", visible=k == len(perms) - 1,
+                                     mode="lines+markers", visible=k == shown,
                                      line=dict(color=PALETTE[j]), hovertemplate=f"{metric} %{{y:.2f}}<extra></extra>"))
     steps = [dict(label=str(p), method="update", args=[{"visible": [i // 2 == k for i in range(2 * len(perms))]}])
              for k, p in enumerate(perms)]
-    fig.update_layout(title="Near-duplicate detection: Folio against modern editions", height=460,
+    clearance = 65  # tick labels and the axis title
+    fig.update_layout(title="Near-duplicate detection: Folio against modern editions", height=420 + SLIDER,
                       xaxis_title="LSH threshold", yaxis_title="share", yaxis_range=[0, 1.05],
-                      sliders=[dict(steps=steps, active=len(perms) - 1, currentvalue=dict(prefix="permutations: "),
-                                    pad=dict(t=50))])
+                      margin=dict(b=clearance + SLIDER),
+                      sliders=[slider_below(steps, shown, "permutations: ", clearance)])
     return fig
 
 

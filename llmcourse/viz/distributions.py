@@ -6,6 +6,8 @@ from typing import Sequence
 import plotly.graph_objects as go
 import torch
 
+from llmcourse.viz.theme import MENU_ROW, TOP, menu_under_title
+
 _VISIBLE = {" ": "␣", "\n": "⏎", "\t": "⇥"}
 
 
@@ -26,8 +28,8 @@ def next_token_figure(probs: torch.Tensor, tokens: Sequence[str], contexts: Sequ
     buttons = [dict(label=f"after '{visible(tokens[ctx])}'", method="update",
                     args=[{"visible": [m == n for m in range(len(contexts))]}])
                for n, ctx in enumerate(contexts)]
-    fig.update_layout(title=title, height=420, yaxis_title="probability", xaxis_title="next token",
-                      updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.18, yanchor="top")])
+    fig.update_layout(title=title, height=420 + MENU_ROW, yaxis_title="probability", xaxis_title="next token",
+                      margin=dict(t=TOP + MENU_ROW), updatemenus=[menu_under_title(buttons)])
     fig.update_xaxes(type="category")
     return fig
 
@@ -41,6 +43,6 @@ def bigram_heatmap(counts: torch.Tensor, tokens: Sequence[str], keep: Sequence[i
                                hovertemplate="'%{y}' then '%{x}': %{customdata} times<extra></extra>",
                                colorbar=dict(title="log10(1+n)")))
     fig.update_layout(title=title, height=640, xaxis_title="next token b", yaxis_title="current token a")
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
+    fig.update_yaxes(autorange="reversed", type="category", dtick=1)  # every token labelled
+    fig.update_xaxes(type="category", dtick=1)
     return fig

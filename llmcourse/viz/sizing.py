@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from llmcourse.config import ModelConfig, get_preset
-from llmcourse.viz.theme import PALETTE
+from llmcourse.viz.theme import MENU_ROW, PALETTE, SLIDER, TOP, menu_under_title, slider_below
 from llmcourse.sizing import GPU_PEAK_FLOPS, parameter_count, training_compute, training_memory
 
 GIB = 2**30
@@ -43,10 +43,13 @@ def memory_figure(configs: Mapping[str, ModelConfig], batch_size: int = 8) -> go
                for m, (p, c) in enumerate(MODES)]
     fig.update_yaxes(title_text="GiB", row=1, col=1)
     fig.update_xaxes(showticklabels=False)
+    subtitle, panel_titles = 20, 30  # the menu row sits above the subtitle and the panels' titles
+    menu = menu_under_title(buttons)
+    menu["pad"]["b"] += panel_titles
     fig.update_layout(
-        barmode="stack", height=500, margin=dict(t=130),
-        title=f"Training memory with AdamW<br><sup>batch {batch_size} at full context</sup>",
-        updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.22, yanchor="bottom")])
+        barmode="stack", height=450 + subtitle + panel_titles + MENU_ROW,
+        margin=dict(t=TOP + subtitle + panel_titles + MENU_ROW),
+        title=f"Training memory with AdamW<br><sup>batch {batch_size} at full context</sup>", updatemenus=[menu])
     return fig
 
 
@@ -58,15 +61,16 @@ def compute_figure(runs: Mapping[str, tuple[ModelConfig, float]], mfus: tuple[fl
     def hours(gpu: str, mfu: float) -> list[float]:
         return [training_compute(cfg, tokens, gpu=gpu, mfu=mfu).gpu_hours for cfg, tokens in runs.values()]
 
-    fig = go.Figure([go.Bar(name=gpu, x=names, y=hours(gpu, default_mfu),
+    labels = [name.replace(" · ", "<br>") for name in names]  # two short lines, not one long slanted one
+    fig = go.Figure([go.Bar(name=gpu, x=labels, y=hours(gpu, default_mfu),
                             hovertemplate="%{y:,.0f} GPU-hours<extra>" + gpu + "</extra>") for gpu in gpus])
     steps = [dict(label=f"{mfu:.0%}", method="restyle", args=[{"y": [hours(gpu, mfu) for gpu in gpus]}])
              for mfu in mfus]
+    clearance = 55  # two lines of tick labels
     fig.update_layout(
-        barmode="group", height=500, yaxis_type="log", yaxis_title="GPU-hours (log scale)",
-        title="GPU-hours to train (6·N·D rule plus attention)",
-        sliders=[dict(steps=steps, active=mfus.index(default_mfu), currentvalue=dict(prefix="MFU: "),
-                      pad=dict(t=50))])
+        barmode="group", height=420 + SLIDER, yaxis_type="log", yaxis_title="GPU-hours (log scale)",
+        title="GPU-hours to train (6·N·D rule plus attention)", margin=dict(b=clearance + SLIDER),
+        xaxis=dict(tickangle=0), sliders=[slider_below(steps, mfus.index(default_mfu), "MFU: ", clearance)])
     return fig
 
 

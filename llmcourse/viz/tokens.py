@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 import plotly.graph_objects as go
 
 from llmcourse.viz.distributions import visible
-from llmcourse.viz.theme import PALETTE
+from llmcourse.viz.theme import PALETTE, SLIDER, TOP, slider_below
 
 _LIGHT = ["#cfe3f2", "#fbe3b8", "#c7eadf", "#f6d0bf", "#f0d3e5", "#d5ecf8", "#fbf5c4"]
 
@@ -35,14 +35,15 @@ def merges_figure(text: str, segment: Callable[[int], list[str]], steps: Sequenc
     last = steps[-1]
     fig = go.Figure(go.Scatter(x=[0, width], y=[0.5, -rows + 0.5], mode="markers", marker=dict(opacity=0),
                                hoverinfo="skip", showlegend=False))
-    slider = [dict(label=f"{k}", method="relayout",
+    slider = [dict(label=f"{k:,}", method="relayout",
                    args=[{"shapes": layouts[k][0], "annotations": layouts[k][1],
                           "title.text": f"After {k:,} merges: {len(layouts[k][0])} tokens for {len(text)} characters"}])
               for k in steps]
-    fig.update_layout(shapes=layouts[last][0], annotations=layouts[last][1], height=140 + 40 * int(rows),
+    fig.update_layout(shapes=layouts[last][0], annotations=layouts[last][1],
+                      height=TOP + 40 * int(rows) + 20 + SLIDER,
                       title=f"After {last:,} merges: {len(layouts[last][0])} tokens for {len(text)} characters",
-                      sliders=[dict(steps=slider, active=len(steps) - 1, currentvalue=dict(prefix="merges: "),
-                                    pad=dict(t=30))], margin=dict(l=10, r=10, t=60, b=10))
+                      sliders=[slider_below(slider, len(steps) - 1, "merges: ", 20)],
+                      margin=dict(l=10, r=10, t=TOP, b=20 + SLIDER))
     fig.update_xaxes(visible=False, range=[-0.5, width + 0.5])
     fig.update_yaxes(visible=False, range=[-rows + 0.3, 0.7])
     return fig
@@ -54,6 +55,9 @@ def compression_figure(vocab_sizes: Sequence[int], chars_per_token: dict[str, Se
                                 line=dict(color=PALETTE[i])) for i, (name, v) in enumerate(chars_per_token.items())])
     if reference:
         fig.add_hline(y=reference[1], line_dash="dash", line_color=PALETTE[3], annotation_text=reference[0])
+    # a tick at each measured size: a log axis would label 3, 4, 5, ... 1000, 2, 3 between them
     fig.update_layout(title="Characters per token against vocabulary size", height=420, xaxis_type="log",
-                      xaxis_title="vocabulary size", yaxis_title="characters per token")
+                      xaxis=dict(title="vocabulary size", tickmode="array", tickvals=list(vocab_sizes),
+                                 ticktext=[f"{v:,}" for v in vocab_sizes]),
+                      yaxis_title="characters per token")
     return fig
