@@ -21,7 +21,8 @@ def fit(model: torch.nn.Module, tokens: np.ndarray, steps: int, batch_size: int,
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     generator = torch.Generator().manual_seed(seed)
     losses = []
-    for _ in tqdm(range(steps), desc="training", disable=not progress):
+    # no bar at all unless asked: passing disable= would override a TQDM_DISABLE set by the book build
+    for _ in tqdm(range(steps), desc="training") if progress else range(steps):
         x, y = random_batch(tokens, batch_size, context_length, generator)
         _, loss = model(x.to(device), y.to(device))
         optimizer.zero_grad(set_to_none=True)

@@ -8,13 +8,13 @@ In a solution notebook, each answer sits between two marker lines naming its exe
         ### END SOLUTION
 
 The exercise notebook gets, in its place, a stub at the same indentation that raises
-`NotImplementedError("Exercise 1.1: Bigram counts. Replace this line with your code.")`. Outputs are cleared, and the
+`NotImplementedError("Exercise 1.1: replace this line with your code")`. Outputs are cleared, and the
 `# NBVAL_CHECK_OUTPUT` markers are dropped (an unattempted exercise prints "not attempted yet", not the solution's
 "passed").
 
 >>> print(strip_solutions("def f():\\n    ### BEGIN SOLUTION 1.1\\n    return 1\\n    ### END SOLUTION\\n"))
 def f():
-    raise NotImplementedError("Exercise 1.1: Bigram counts. Replace this line with your code.")
+    raise NotImplementedError("Exercise 1.1: replace this line with your code")
 <BLANKLINE>
 """
 from __future__ import annotations
