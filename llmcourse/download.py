@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Sequence
 
 import platformdirs
-from tqdm.auto import tqdm
+
+from llmcourse.progress import progress_bar
 
 
 class DownloadError(RuntimeError):
@@ -58,7 +59,7 @@ class Url:
         try:
             with urllib.request.urlopen(self.url, timeout=60) as response, open(target, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                with progress_bar(None, total=total, unit="B", unit_scale=True, desc=target.name) as bar:
                     while chunk := response.read(1 << 16):
                         out.write(chunk)
                         bar.update(len(chunk))

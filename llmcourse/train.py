@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from llmcourse.batches import random_batch
+from llmcourse.progress import progress_bar
 
 
 def fit(model: torch.nn.Module, tokens: np.ndarray, steps: int, batch_size: int, context_length: int,
@@ -21,8 +21,7 @@ def fit(model: torch.nn.Module, tokens: np.ndarray, steps: int, batch_size: int,
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     generator = torch.Generator().manual_seed(seed)
     losses = []
-    # no bar at all unless asked: passing disable= would override a TQDM_DISABLE set by the book build
-    for _ in tqdm(range(steps), desc="training") if progress else range(steps):
+    for _ in progress_bar(range(steps), progress, desc="training"):
         x, y = random_batch(tokens, batch_size, context_length, generator)
         _, loss = model(x.to(device), y.to(device))
         optimizer.zero_grad(set_to_none=True)

@@ -51,12 +51,15 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
     return np.asarray(ids, dtype=np.uint16 if tokenizer.n_vocab <= 1 << 16 else np.uint32)
 
 
-def prepare_data(corpus: str, vocab_size: int) -> PretrainingData:
+def prepare_data(corpus: str, vocab_size: int, tokenizer: Tokenizer | None = None) -> PretrainingData:
     """Clean and split `corpus` (chapter 2's recipe), train a `vocab_size` tokenizer (end-of-text included) on the
-    training documents joined by end-of-text, and encode both sides."""
+    training documents joined by end-of-text (or use `tokenizer`), and encode both sides."""
     train_docs, val_docs = clean_split(load_corpus(corpus))
     train_texts, val_texts = [d.text for d in train_docs], [d.text for d in val_docs]
-    tokenizer = Tokenizer.train(END_OF_TEXT.join(train_texts), vocab_size, special_tokens=[END_OF_TEXT],
-                                name=f"{corpus}-{vocab_size}")
+    if tokenizer is None:
+        tokenizer = Tokenizer.train(END_OF_TEXT.join(train_texts), vocab_size, special_tokens=[END_OF_TEXT],
+                                    name=f"{corpus}-{vocab_size}")
+    elif END_OF_TEXT not in tokenizer.special_tokens:
+        raise ValueError(f"the tokenizer needs the {END_OF_TEXT} special token to separate documents")
     return PretrainingData(tokenizer, encode_documents(tokenizer, train_texts),
                            encode_documents(tokenizer, val_texts), train_texts, val_texts)

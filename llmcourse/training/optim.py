@@ -10,7 +10,7 @@ embeddings the one matrix is also the LM head; it follows the embedding rule, as
 >>> from llmcourse.model import GPT
 >>> decay, no_decay = param_groups(GPT(get_preset("tiny", n_layer=1)), weight_decay=0.1)
 >>> len(decay["params"]), len(no_decay["params"]), no_decay["weight_decay"]
-(4, 8, 0.0)
+(4, 12, 0.0)
 """
 from __future__ import annotations
 

@@ -21,10 +21,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from llmcourse.batches import random_batch
 from llmcourse.hf_checkpoint import CheckpointError
+from llmcourse.loss import bits_per_byte
+from llmcourse.progress import progress_bar
 from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
 from llmcourse.training.config import TrainConfig
 from llmcourse.training.optim import make_optimizer
@@ -157,7 +158,7 @@ class Trainer:
         loss = float(np.mean(losses))
         out = {"val_loss": loss}
         if self.bytes_per_token:
-            out["val_bpb"] = loss / math.log(2) / self.bytes_per_token  # nats per token -> bits per byte
+            out["val_bpb"] = bits_per_byte(loss, self.bytes_per_token)
         return out
 
     # --- the loop -------------------------------------------------------------------------------------------------
@@ -208,8 +209,8 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
         self.model.train()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", disable=not self.progress,
-                   dynamic_ncols=True)
+        bar = progress_bar(None, self.progress, total=cfg.max_steps, initial=self.step, desc="training",
+                           dynamic_ncols=True)
         try:
             while self.step < end and not interrupted.is_set():
                 start = time.perf_counter()
