@@ -6,27 +6,15 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-import tiktoken
 
 import llmcourse.tokenizer.bpe as bpe
 from llmcourse.corpus import load_corpus
-from llmcourse.tokenizer import GPT2_PATTERN, Tokenizer, load_gpt2
-from test_tokenizer import SPECIAL, TINY, varied_text
+from llmcourse.tokenizer import Tokenizer
+from test_tokenizer import SPECIAL, TINY, gpt2, gpt2_tiktoken, varied_text  # noqa: F401 - fixtures
 
 # cl100k_base's pattern, as in tiktoken_ext.openai_public: possessive quantifiers and an end-of-text anchor
 CL100K_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|"""
                   r"""\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
-
-
-@pytest.fixture(scope="module")
-def gpt2():
-    return load_gpt2()
-
-
-@pytest.fixture(scope="module")
-def gpt2_tiktoken(gpt2):
-    return tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=gpt2.ranks,
-                             special_tokens={SPECIAL: 50256})
 
 
 @pytest.fixture(params=[1, 5, bpe.BLOCK], ids=lambda size: f"block={size}")

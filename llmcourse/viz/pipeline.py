@@ -5,34 +5,55 @@ import plotly.graph_objects as go
 
 from llmcourse.viz.theme import PALETTE
 
-# (label, what it does, example of what flows out of it, part of the course)
+# (label, what it does, example of what flows out of it, where the course builds it)
 STAGES: list[tuple[str, str, str, str]] = [
-    ("Text", "raw characters, cleaned and deduplicated", '"The mouse ate the"', "Part I"),
-    ("BPE tokenizer", "splits text into frequent byte sequences", '["The", " mouse", " ate", " the"]', "Part I"),
-    ("Token IDs", "one integer per token", "[464, 10211, 15063, 262]", "Part I"),
-    ("Embeddings + RoPE", "a learned vector per ID; position enters as a rotation", "(T, d) floats", "Part II"),
-    ("RMSNorm", "rescales each vector to unit RMS", "(T, d)", "Part II"),
-    ("Masked multi-head attention", "each token mixes in earlier tokens only", "(T, d)", "Part II"),
-    ("+ residual", "adds the block's input back", "(T, d)", "Part II"),
-    ("RMSNorm", "rescales each vector again", "(T, d)", "Part II"),
-    ("SwiGLU feed-forward", "a gated MLP applied to each token alone", "(T, d)", "Part II"),
-    ("+ residual", "adds the input back again", "(T, d)", "Part II"),
-    ("LM head", "projects to one score (logit) per vocabulary entry", "(T, V) logits", "Part II"),
-    ("Softmax", "turns logits into probabilities", "(T, V), rows sum to 1", "Part II"),
-    ("Next-token prediction", "sample or pick the next token; train on -log p(correct)", 'P(" cheese") = 0.31', "Part III"),
+    ("Text", "raw characters, cleaned and deduplicated", '"The mouse ate the"', "Part I, chapter 2"),
+    ("BPE tokenizer", "splits text into frequent byte sequences", '["The", " mouse", " ate", " the"]',
+     "Part I, chapter 3"),
+    ("Token IDs", "one integer per token", "[464, 10211, 15063, 262]", "Part I, chapter 3"),
+    ("Embeddings + RoPE", "a learned vector per ID; position enters as a rotation", "(T, d) floats",
+     "Part II, chapters 4 (RoPE) and 5"),
+    ("RMSNorm", "rescales each vector to unit RMS", "(T, d)", "Part II, chapter 5"),
+    ("Masked multi-head attention", "each token mixes in earlier tokens only", "(T, d)", "Part II, chapter 4"),
+    ("+ residual", "adds the block's input back", "(T, d)", "Part II, chapter 5"),
+    ("RMSNorm", "rescales each vector again", "(T, d)", "Part II, chapter 5"),
+    ("SwiGLU feed-forward", "a gated MLP applied to each token alone", "(T, d)", "Part II, chapter 5"),
+    ("+ residual", "adds the input back again", "(T, d)", "Part II, chapter 5"),
+    ("LM head", "projects to one score (logit) per vocabulary entry", "(T, V) logits", "Part II, chapter 5"),
+    ("Softmax", "turns logits into probabilities", "(T, V), rows sum to 1", "chapter 1 and Part II, chapter 5"),
+    ("Next-token prediction", "sample or pick the next token; train on -log p(correct)", 'P(" cheese") = 0.31',
+     "chapter 1 (loss, sampling), Part II, chapter 5 (generation) and Part III, chapter 6 (training)"),
 ]
 BLOCK = range(4, 10)  # the stages repeated N times, one transformer block
 RESIDUALS = [(4, 6), (7, 9)]  # (first stage inside the skipped path, the "+ residual" stage it joins)
 
 
+def _where_built() -> str:
+    """For print, what hovering over the boxes tells: where the course builds each of them."""
+    boxes: dict[str, list[str]] = {}
+    for label, _, _, where in STAGES:
+        if label not in boxes.setdefault(where, []):
+            boxes[where].append(label)
+    return "Where the course builds each box: " + "; ".join(
+        f"{', '.join(labels)}: {where}" for where, labels in boxes.items()) + "."
+
+
+def _tint(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 def pipeline_figure() -> go.Figure:
     n = len(STAGES)
     ys = [n - 1 - i for i in range(n)]
-    fig = go.Figure()
+    colors = [PALETTE[0] if i in BLOCK else (PALETTE[2] if i < 3 else PALETTE[1]) for i in range(n)]
+    # each box is a horizontal bar, so hovering anywhere on it (not only at its centre) shows what it does
+    fig = go.Figure(go.Bar(
+        y=ys, x=[3.2] * n, base=[-1.6] * n, width=0.72, orientation="h", showlegend=False,
+        marker=dict(color=[_tint(c, 0.18) for c in colors], line=dict(color=colors, width=2)),
+        hovertext=[f"<b>{label}</b><br>{what}<br><i>{part}</i>" for label, what, _, part in STAGES],
+        hoverinfo="text"))
     for i, ((label, what, example, part), y) in enumerate(zip(STAGES, ys)):
-        color = PALETTE[0] if i in BLOCK else (PALETTE[2] if i < 3 else PALETTE[1])
-        fig.add_shape(type="rect", x0=-1.6, x1=1.6, y0=y - 0.36, y1=y + 0.36, line=dict(color=color, width=2),
-                      fillcolor=color, opacity=0.18, layer="below")
         fig.add_annotation(x=0, y=y, text=f"<b>{label}</b>", showarrow=False, font=dict(size=14))
         fig.add_annotation(x=1.8, y=y, text=example, showarrow=False, xanchor="left",
                            font=dict(family="Courier New, monospace", size=12, color="#555"))
@@ -47,11 +68,9 @@ def pipeline_figure() -> go.Figure:
     fig.add_shape(type="rect", x0=-1.8, x1=1.75, y0=bottom, y1=top, line=dict(color=PALETTE[0], dash="dash"))
     fig.add_annotation(x=-1.9, y=(top + bottom) / 2, text="× N layers<br>(one block)", showarrow=False,
                        xanchor="right", font=dict(color=PALETTE[0]))
-    fig.add_trace(go.Scatter(  # invisible points that carry the hover text for each box
-        x=[0] * n, y=ys, mode="markers", marker=dict(size=40, opacity=0), showlegend=False,
-        hovertext=[f"<b>{label}</b><br>{what}<br><i>{part}</i>" for label, what, _, part in STAGES],
-        hoverinfo="text"))
-    fig.update_xaxes(visible=False, range=[-3.2, 4.2])
+    fig.update_xaxes(visible=False, range=[-3.0, 5.0])  # room on the right for the longest example
     fig.update_yaxes(visible=False, range=[-0.7, n - 0.3])
-    fig.update_layout(title="From text to the next token", height=820, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(title="From text to the next token", height=820, margin=dict(l=10, r=10, t=60, b=10),
+                      meta=dict(print_caption=_where_built()))
     return fig
+
