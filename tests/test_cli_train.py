@@ -21,7 +21,9 @@ def test_train_resume_and_generate(tmp_path):
     first = cli(*TRAIN, "--steps", "6", "--out", str(run))
     assert first.returncode == 0, first.stderr
     assert "validation loss" in first.stdout and "bits/byte" in first.stdout
-    assert {p.name for p in run.iterdir()} >= {"checkpoint.pt", "metrics.jsonl", "run.json", "tokenizer.json"}
+    assert {p.name for p in run.iterdir()} >= {"checkpoint.pt", "metrics.jsonl", "run.json", "tokenizer.json",
+                                                "curves.html", "curves.png"}
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines if m["kind"] == "train"] == list(range(1, 7))
 
@@ -36,6 +38,13 @@ def test_train_resume_and_generate(tmp_path):
     sample = cli("generate", str(run), "--prompt", "The", "--max-new-tokens", "20", "--seed", "0")
     assert sample.returncode == 0, sample.stderr
     assert sample.stdout.startswith("The") and len(sample.stdout.strip()) > 3
+
+
+def test_minutes_budget_measures_steps_first(tmp_path):
+    result = cli(*TRAIN, "--minutes", "0.05", "--out", str(tmp_path / "run"))  # 3 seconds of training
+    assert result.returncode == 0, result.stderr
+    steps = json.loads((tmp_path / "run" / "run.json").read_text())["train_config"]["max_steps"]
+    assert 1 <= steps < 10_000
 
 
 def test_tokens_budget_sets_the_steps(tmp_path):

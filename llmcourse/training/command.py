@@ -2,7 +2,8 @@
 command line. The same `Trainer` runs in the chapters, here, and under torchrun.
 
 A run folder holds: tokenizer.json, checkpoint.pt (model, optimizer, generators, step: what --resume continues),
-metrics.jsonl (one line per step and per evaluation) and run.json (the model and training configs, the corpus).
+metrics.jsonl (one line per step and per evaluation), run.json (the model and training configs, the corpus), and the
+training curves as curves.html (interactive) and curves.png.
 """
 from __future__ import annotations
 
@@ -103,12 +104,28 @@ def train_command(args: argparse.Namespace) -> int:
     try:
         history = trainer.fit()
     except KeyboardInterrupt as err:
+        write_curves(out, trainer.history)
         print(f"\n{err}; continue with --resume", file=sys.stderr)
         return 130
+    write_curves(out, history)
     last = [m for m in history if m["kind"] == "eval"][-1]
     print(f"done: validation loss {last['val_loss']:.3f} nats/token, {last['val_bpb']:.3f} bits/byte; "
           f"sample with `llmcourse generate {out}`")
     return 0
+
+
+def write_curves(out: Path, history: list[dict]) -> None:
+    """curves.html (interactive, self-contained) and, where kaleido and a browser are installed, curves.png."""
+    from llmcourse.viz.training import curves_figure
+
+    fig = curves_figure({out.name: history}, title=f"Training curves: {out.name}")
+    fig.write_html(out / "curves.html", include_plotlyjs=True, full_html=True)
+    try:
+        from llmcourse.viz.display import to_png
+
+        (out / "curves.png").write_bytes(to_png(fig))
+    except Exception as err:  # noqa: BLE001 - kaleido or its browser missing: the HTML holds the same figure
+        print(f"no curves.png ({type(err).__name__}: {err}); curves.html has the figure", file=sys.stderr)
 
 
 def load_run(folder: str | Path) -> tuple[GPT, Tokenizer]:
