@@ -1,5 +1,6 @@
 """`llmcourse train` and `llmcourse generate` as a user runs them: a real subprocess, a run folder, a resume."""
 import json
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300"
 
 def cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+                          env={**os.environ, "TQDM_DISABLE": "1"})
 
 
 def test_train_resume_and_generate(tmp_path):
