@@ -134,10 +134,15 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def pick_preset(presets: dict[str, Any], name: str, overrides: dict[str, Any], kind: str = "preset") -> Any:
+    """presets[name] with `overrides` replaced, or a ValueError that lists the known names."""
+    try:
+        base = presets[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; the presets are: {', '.join(presets)}") from None
+    return base.replace(**overrides) if overrides else base
+
+
 def get_preset(name: str, **overrides: Any) -> ModelConfig:
     """The preset called `name`, with any fields replaced by `overrides`."""
-    try:
-        base = PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}") from None
-    return base.replace(**overrides) if overrides else base
+    return pick_preset(PRESETS, name, overrides)

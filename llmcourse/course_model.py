@@ -48,7 +48,7 @@ from llmcourse.loss import bits_per_byte
 from llmcourse.model import GPT
 from llmcourse.tokenizer import Tokenizer, TokenizerFileError, load_tokenizer, save_tokenizer
 from llmcourse.training.config import TrainConfig
-from llmcourse.training.data import END_OF_TEXT, encode_documents, prepare_data  # noqa: F401 - re-exported
+from llmcourse.training.data import END_OF_TEXT, prepare_data
 from llmcourse.training.trainer import Trainer
 
 FORMAT = 1  # the layout of a cache entry; part of the key

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from llmcourse.config import pick_preset
+
 Schedule = Literal["cosine", "wsd", "constant"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -84,8 +86,4 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 
 def get_train_preset(name: str, **overrides: Any) -> TrainConfig:
     """The training preset called `name`, with any fields replaced by `overrides`."""
-    try:
-        base = TRAIN_PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown training preset {name!r}; the presets are: {', '.join(TRAIN_PRESETS)}") from None
-    return base.replace(**overrides) if overrides else base
+    return pick_preset(TRAIN_PRESETS, name, overrides, kind="training preset")

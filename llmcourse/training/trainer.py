@@ -11,6 +11,7 @@ nothing of plots, so a notebook widget, a JSONL file and a progress bar all subs
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -79,7 +80,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []  # every metric reported, so a resumed run keeps its whole curve
         self.forward = torch.compile(model) if cfg.compile else model
         torch.manual_seed(cfg.seed)  # dropout
-        if self.out_dir is not None and self.out_dir.exists() and not resume and (self.out_dir / CHECKPOINT).exists():
+        if not resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             raise FileExistsError(f"{self.out_dir} already holds a checkpoint: pass resume=True (--resume) to continue "
                                   f"it, or choose another folder")
         if resume:
@@ -241,6 +242,4 @@ class Trainer:
 
 def _plain(cfg: Any) -> dict[str, Any] | None:
     """A config dataclass as a dict of plain values (what weights_only checkpoints may hold)."""
-    import dataclasses
-
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
