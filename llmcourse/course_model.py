@@ -47,7 +47,7 @@ from llmcourse.download import cache_dir, sha256_of
 from llmcourse.loss import bits_per_byte
 from llmcourse.model import GPT
 from llmcourse.tokenizer import Tokenizer, TokenizerFileError, load_tokenizer, save_tokenizer
-from llmcourse.training.config import TrainConfig
+from llmcourse.training.config import TrainConfig, get_train_preset
 from llmcourse.training.data import END_OF_TEXT, prepare_data
 from llmcourse.training.trainer import Trainer
 
@@ -60,6 +60,10 @@ SOURCES = ("llmcourse.course_model", "llmcourse.attention", "llmcourse.batches",
            "llmcourse.tokenizer.pretokenize", "llmcourse.tokenizer.training",
            "llmcourse.training.config", "llmcourse.training.data", "llmcourse.training.optim",
            "llmcourse.training.schedule", "llmcourse.training.trainer")
+
+
+_SHAPE = get_preset("course")
+_RECIPE = get_train_preset("course")
 
 
 class CourseModelError(RuntimeError):
@@ -79,16 +83,17 @@ class CourseModelConfig:
     single tokens; on this budget it reached a lower loss per character than 512 or 1,024.
     """
     corpus: str = "shakespeare"
-    vocab_size: int = 2048  # including the end-of-text token
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    context_length: int = 64
-    steps: int = 1200
-    batch_size: int = 16
-    lr: float = 3e-3
-    warmup_steps: int = 60
-    seed: int = 0
+    # The shape and the recipe are the `course` presets, which `llmcourse train` runs by default
+    vocab_size: int = _SHAPE.vocab_size  # including the end-of-text token
+    n_layer: int = _SHAPE.n_layer
+    n_head: int = _SHAPE.n_head
+    d_model: int = _SHAPE.d_model
+    context_length: int = _RECIPE.context_length
+    steps: int = _RECIPE.max_steps
+    batch_size: int = _RECIPE.batch_size
+    lr: float = _RECIPE.lr
+    warmup_steps: int = _RECIPE.warmup_steps
+    seed: int = _RECIPE.seed
 
     def __post_init__(self) -> None:
         if not 257 <= self.vocab_size <= 1 << 16:
@@ -105,8 +110,8 @@ class CourseModelConfig:
         return dataclasses.replace(self, **changes)
 
     def model_config(self) -> ModelConfig:
-        """The GPT-2-style shape (the `tiny` preset, resized) that this recipe trains."""
-        return get_preset("tiny", vocab_size=self.vocab_size, context_length=self.context_length,
+        """The GPT-2-style shape (the `course` preset, resized) that this recipe trains."""
+        return get_preset("course", vocab_size=self.vocab_size, context_length=self.context_length,
                           n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model)
 
 
@@ -196,11 +201,12 @@ def validation_loss(model: GPT, ids: np.ndarray, batch_size: int = 64) -> float:
 
 
 def train_config(config: CourseModelConfig) -> TrainConfig:
-    """The pretraining recipe that `config` trains with."""
-    return TrainConfig(batch_size=config.batch_size, context_length=config.context_length,
-                       max_steps=config.steps, lr=config.lr,
-                       warmup_steps=min(config.warmup_steps, config.steps),
-                       eval_every=0, precision="fp32", seed=config.seed)
+    """The pretraining recipe that `config` trains with: the `course` preset, in fp32 so that every
+    machine trains the same model, and with no evaluation during training (it is measured after)."""
+    return get_train_preset("course", batch_size=config.batch_size,
+                            context_length=config.context_length, max_steps=config.steps,
+                            lr=config.lr, warmup_steps=min(config.warmup_steps, config.steps),
+                            eval_every=0, precision="fp32", seed=config.seed)
 
 
 def _train(config: CourseModelConfig, device: torch.device,

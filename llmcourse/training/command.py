@@ -28,10 +28,13 @@ from llmcourse.training.trainer import CHECKPOINT, Trainer
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="course", choices=sorted(TRAIN_PRESETS),
-                        help="training recipe (default: course, a few minutes on a 2-core CPU)")
-    parser.add_argument("--model", default="tiny", choices=sorted(PRESETS), help="model shape (default: tiny)")
+                        help="training recipe (default: course, the course model's: about a minute on a "
+                             "2-core CPU)")
+    parser.add_argument("--model", default="course", choices=sorted(PRESETS),
+                        help="model shape (default: course, the course model's)")
     parser.add_argument("--corpus", default="shakespeare", help="corpus name (see `llmcourse corpus list`)")
-    parser.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary, end-of-text included")
+    parser.add_argument("--vocab-size", type=int,
+                        help="BPE vocabulary, end-of-text included (default: the model preset's)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
     budget.add_argument("--tokens", type=float, help="training tokens, e.g. 2e6")
@@ -78,6 +81,8 @@ def train_command(args: argparse.Namespace) -> int:
         args.corpus, args.model, args.vocab_size = run["corpus"], run["model_preset"], run["vocab_size"]
     elif (out / CHECKPOINT).exists():
         raise SystemExit(f"error: {out} already holds a run: add --resume to continue it, or pick another --out")
+    if args.vocab_size is None:
+        args.vocab_size = get_preset(args.model).vocab_size
     device = pick_device(args.device)
     print(f"preparing {args.corpus} with a {args.vocab_size}-token BPE vocabulary ...", file=sys.stderr)
     data = prepare_data(args.corpus, args.vocab_size)

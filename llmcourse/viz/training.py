@@ -2,7 +2,9 @@
 
 `LiveCurves` is a trainer callback that redraws one figure in place while training runs. It uses IPython's display
 handles (display once with a display_id, then update it), the pattern that works alike in JupyterLab, classic
-Jupyter, VS Code and Colab. The alternatives fail somewhere: plotly's FigureWidget does not render in Colab
+Jupyter, VS Code and Colab, with one workaround: JupyterLab's plotly renderer ignores an update of a figure it has
+drawn, so each new frame follows a placeholder of another MIME type (see `_draw`; tested in a real JupyterLab page in
+Chromium). The alternatives fail somewhere: plotly's FigureWidget does not render in Colab
 (colab-cdn-widget-manager #51) and says "Plotly is not defined" inside an ipywidgets Output (colabtools #5889); an
 Output holding a plotly figure stalled nbclient's execution; and Jupyter Book shows widgets only from saved widget
 state. The last frame stays in the notebook. In a book build it draws once, at the end, through `show`: an
@@ -106,11 +108,17 @@ class LiveCurves:
         self._last = time.monotonic()
         # the figure's MIME bundle for the front end in use (plotly's renderers pick it), not the figure itself:
         # a figure displays itself through its own hook, which would ignore the display id and add a new output
-        bundle = self.figure()._repr_mimebundle_()
+        figure = self.figure()
+        bundle = figure._repr_mimebundle_()
         if self._handle is None:
             self._handle = display(bundle, raw=True, display_id=True)
-        else:
-            self._handle.update(bundle, raw=True)
+            return
+        # JupyterLab (and Notebook 7) hand an update to the renderer already on screen when the MIME type is
+        # unchanged, and plotly's renderer there ignores it once it has drawn a graph. A placeholder of another
+        # type, as tall as the figure, makes them build a fresh renderer for the new frame without a jump.
+        height = figure.layout.height or 500
+        self._handle.update({"text/html": f'<div style="height:{height}px"></div>', "text/plain": ""}, raw=True)
+        self._handle.update(bundle, raw=True)
 
     def close(self) -> None:
         """Draw the final frame (in a book build: the one interactive figure and its PNG)."""
