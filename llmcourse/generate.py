@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 
 from llmcourse.attention import KVCache
 
@@ -31,17 +32,31 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B,) next ids from (B, V) logits. temperature 0 is greedy (argmax)."""
+def sampling_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None) -> torch.Tensor:
+    """The distribution that sampling draws from: softmax(logits / temperature), then top-k, then top-p
+    (each optional), over the last dimension. temperature 0 puts all the mass on the argmax (greedy).
+
+    >>> sampling_probs(torch.tensor([2.0, 1.0, 0.0]), temperature=1.0, top_k=2).tolist()
+    [0.7310585975646973, 0.2689414322376251, 0.0]
+    """
     if temperature == 0:
-        return logits.argmax(dim=-1)
+        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
     logits = logits.float() / temperature
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
-    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+    return torch.softmax(logits, dim=-1)
+
+
+def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,) next ids from (B, V) logits. temperature 0 is greedy (argmax)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = sampling_probs(logits, temperature, top_k, top_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def _validate(model, ids: torch.Tensor, max_new_tokens: int, temperature: float, top_k, top_p,

@@ -3,12 +3,12 @@
 The test plays the frontend: it reads the `comm_open` messages that carry each widget's state, sends `update`
 messages as if a learner typed a sentence or picked a mask, and checks that the kernel answers with a redrawn view.
 """
-import queue
 import re
-import time
 
 import pytest
-from jupyter_client.manager import KernelManager
+
+import widget_protocol as protocol
+from widget_protocol import open_widgets, start_kernel, stop_kernel
 
 SETUP = """
 import torch
@@ -27,51 +27,19 @@ display(attention_explorer(model, lambda s: [ord(c) % 128 for c in s], chr,
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
-    manager = KernelManager(kernel_name="python3", transport="ipc",
-                            ip=str(tmp_path_factory.mktemp("kernel") / "socket"))  # no open TCP ports
-    manager.start_kernel()
-    client = manager.client()
-    client.start_channels()
-    client.wait_for_ready(timeout=120)
+    manager, client = start_kernel(tmp_path_factory.mktemp("kernel"))
     yield client
-    client.stop_channels()
-    manager.shutdown_kernel(now=True)
+    stop_kernel(manager, client)
 
 
 @pytest.fixture(scope="module")
 def widgets(kernel):
-    """model name -> (comm id, latest state) of each widget the explorer opened."""
-    opened: dict[str, tuple[str, dict]] = {}
-    names: dict[str, str] = {}  # comm id -> model name
-
-    def hook(msg: dict) -> None:
-        content = msg["content"]
-        if msg["msg_type"] == "comm_open" and content.get("target_name") == "jupyter.widget":
-            state = content["data"]["state"]
-            if state["_model_name"] not in opened:
-                opened[state["_model_name"]], names[content["comm_id"]] = (content["comm_id"], state), state["_model_name"]
-        elif msg["msg_type"] == "comm_msg" and content["comm_id"] in names and content["data"].get("method") == "update":
-            opened[names[content["comm_id"]]][1].update(content["data"]["state"])
-
-    reply = kernel.execute_interactive(SETUP, timeout=180, output_hook=hook)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return opened
+    return open_widgets(kernel, SETUP)
 
 
 def send_update(kernel, comm_id: str, state: dict) -> str:
     """Send a frontend's state change; return the view's HTML that the kernel sends back."""
-    kernel.shell_channel.send(kernel.session.msg(
-        "comm_msg", {"comm_id": comm_id, "data": {"method": "update", "state": state, "buffer_paths": []}}))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            msg = kernel.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
-        view = msg["content"].get("data", {}).get("state", {}).get("value", "") if msg["msg_type"] == "comm_msg" else ""
-        if isinstance(view, str) and view.startswith("<table"):
-            return view
-    raise AssertionError("the kernel sent no redrawn view")
+    return protocol.send_update(kernel, comm_id, state, until=lambda value: value.startswith("<table"))[-1]
 
 
 def row_labels(html: str) -> list[str]:
