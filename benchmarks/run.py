@@ -2,6 +2,7 @@
 
     python benchmarks/run.py             # 3 runs of each measurement, medians, one machine, one sitting
     python benchmarks/run.py --render    # rewrite results.md from the last run's results.json, measuring nothing
+    python benchmarks/run.py --only pretraining   # measure one part (tokenization, model, pretraining), keep the rest
 
 Every measurement runs in a fresh process. The runs of the sides of one comparison are interleaved (A B C, A B C, ...)
 so that a noisy neighbour slows them alike, and every model measurement uses the same allocator: tcmalloc when the
@@ -27,6 +28,7 @@ RUNS = 3
 SINGLE_THREAD = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 TCMALLOC = next(iter(sorted(Path("/usr/lib").glob("*/libtcmalloc_minimal.so.4"))), None)
 MODEL_ENV = {"LD_PRELOAD": str(TCMALLOC)} if TCMALLOC else {}
+LEARN_MINUTES = 5  # the training budget of the learning-per-CPU-minute comparison (one run per side: 2 x 5 minutes)
 LFS = "llms-from-scratch"
 HF = "transformers"
 
@@ -73,20 +75,40 @@ def machine() -> dict:
             "allocator": "tcmalloc" if TCMALLOC else "glibc malloc", "date": str(date.today())}
 
 
-def measure_all() -> dict:
-    results = {"machine": machine(),
-               "train_ours": measure("tokenizer_bench.py", "train-ours"),
-               "train_hf": measure("tokenizer_bench.py", "train-hf"),
-               "train_hf_1thread": measure("tokenizer_bench.py", "train-hf", env=SINGLE_THREAD),
-               "encode": measure_interleaved("tokenizer_bench.py", {w: (w,) for w in (
-                   "encode-python", "encode-fast", "encode-fast-own", "encode-tiktoken")})}
-    if not (HERE / ".peers" / "llms_from_scratch").exists():
-        print("skipping the model benchmarks: run benchmarks/install_peers.sh first", file=sys.stderr)
-        return results
-    step = {"ours": ("ours", "fp32"), "lfs": ("lfs", "fp32"), "hf": ("hf", "fp32"), "ours-bf16": ("ours", "bf16")}
-    results["step"] = measure_interleaved("model_bench.py", {k: ("train", *v) for k, v in step.items()}, MODEL_ENV)
-    results["generate"] = measure_interleaved("model_bench.py", {w: ("generate", *w.split("/")) for w in (
-        "ours", "ours-row", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)
+def measure_part(part: str) -> dict:
+    if part == "tokenization":
+        return {"train_ours": measure("tokenizer_bench.py", "train-ours"),
+                "train_hf": measure("tokenizer_bench.py", "train-hf"),
+                "train_hf_1thread": measure("tokenizer_bench.py", "train-hf", env=SINGLE_THREAD),
+                "encode": measure_interleaved("tokenizer_bench.py", {w: (w,) for w in (
+                    "encode-python", "encode-fast", "encode-fast-own", "encode-tiktoken")})}
+    if part == "model":
+        step = {"ours": ("ours", "fp32"), "lfs": ("lfs", "fp32"), "hf": ("hf", "fp32"), "ours-bf16": ("ours", "bf16")}
+        return {"step": measure_interleaved("model_bench.py", {k: ("train", *v) for k, v in step.items()}, MODEL_ENV),
+                "generate": measure_interleaved("model_bench.py", {w: ("generate", *w.split("/")) for w in (
+                    "ours", "ours-row", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)}
+    loops = {f"{loop}/{p}": ("speed", loop, p) for p in ("fp32", "bf16") for loop in ("trainer", "simple")}
+    return {"learn": {side: run_once("pretrain_bench.py", "learn", side, str(LEARN_MINUTES), env=MODEL_ENV)
+                      for side in ("ours", "lfs")},
+            "loop": measure_interleaved("pretrain_bench.py", loops, MODEL_ENV),
+            "overhead": measure("pretrain_bench.py", "overhead", env=MODEL_ENV)}
+
+
+PARTS = ("tokenization", "model", "pretraining")
+NEEDS_PEERS = ("model", "pretraining")
+
+
+def measure_all(parts: tuple[str, ...] = PARTS, results: dict | None = None) -> dict:
+    """Measure `parts` into `results` (a previous run's, whose other parts are kept), dating each part."""
+    results = dict(results or {})
+    results["machine"] = machine()
+    dates = results.setdefault("dates", {})
+    for part in parts:
+        if part in NEEDS_PEERS and not (HERE / ".peers" / "llms_from_scratch").exists():
+            print(f"skipping the {part} benchmarks: run benchmarks/install_peers.sh first", file=sys.stderr)
+            continue
+        results.update(measure_part(part))
+        dates[part] = str(date.today())
     return results
 
 
@@ -153,6 +175,35 @@ def model_table(r: dict) -> list[str]:
     return _table("The model (Part II)", rows)
 
 
+def pretraining_table(r: dict) -> list[str]:
+    ours, lfs = r["learn"]["ours"], r["learn"]["lfs"]
+    loop = {k: v["tokens_per_s"] for k, v in r["loop"].items()}
+    o = r["overhead"]
+    rows = [
+        (f"held-out bits per byte after {LEARN_MINUTES} minutes of training, each side with its own recipe "
+         f"(lower is better)",
+         f"{ours['bpb']:.2f}: `llmcourse train --minutes {LEARN_MINUTES}`, {ours['params'] / 1e6:.1f}M parameters, "
+         f"{ours['steps']:,} steps, {ours['train_tokens'] / 1e6:.1f}M tokens, {ours['precision']}",
+         f"{LFS} chapter 5: {lfs['bpb']:.2f}, {lfs['params'] / 1e6:.0f}M parameters, {lfs['steps']:,} steps, "
+         f"{lfs['train_tokens'] / 1e3:.0f}k tokens, fp32",
+         f"{ours['bpb'] / lfs['bpb']:.2f}x the bits per byte"),
+        ("training loop speed, the course model's shape, fp32", f"`Trainer`: {loop['trainer/fp32']:,.0f} tokens/s",
+         f"{LFS} `train_model_simple`: {loop['simple/fp32']:,.0f} tokens/s",
+         f"{_speed(loop['trainer/fp32'], loop['simple/fp32'])} the speed"),
+        ("the same in bf16 autocast", f"`Trainer`: {loop['trainer/bf16']:,.0f} tokens/s",
+         f"`train_model_simple` in autocast: {loop['simple/bf16']:,.0f} tokens/s",
+         f"{_speed(loop['trainer/bf16'], loop['simple/bf16'])} the speed"),
+        ("clipping the global gradient norm", f"a step of {o['step_ms']:.0f} ms, with clipping",
+         "the same step without clipping", f"{o['clip_pct']:+.1f} % of a step"),
+        (f"one evaluation (8 validation batches), every {o['eval_every']} steps as the preset does",
+         f"{o['eval_s'] * 1e3:.0f} ms", f"{o['eval_every']} steps: {o['eval_every'] * o['step_ms'] / 1e3:.1f} s",
+         f"{o['eval_pct_at_preset']:.1f} % of the training time"),
+        ("writing one checkpoint (model, optimizer, generators; atomic, fsync)", f"{o['checkpoint_s'] * 1e3:.0f} ms",
+         f"one step: {o['step_ms']:.0f} ms", f"{o['checkpoint_steps']:.1f} steps"),
+    ]
+    return _table("Pretraining (Part III)", rows)
+
+
 def _table(title: str, rows: list[tuple[str, str, str, str]]) -> list[str]:
     lines = [f"**{title}**", "", "| what is measured | llmcourse | the other side | llmcourse against it |",
              "|---|---|---|---|"]
@@ -161,12 +212,17 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> list[str]:
 
 def render(r: dict) -> str:
     m = r["machine"]
-    lines = [f"Measured on {m['date']} on a machine with {m['cores']} cores ({m['cpu']}), CPU only: Python "
+    dates = r.get("dates", {})
+    when = ", ".join(f"{part} on {dates[part]}" for part in PARTS if part in dates) or f"on {m['date']}"
+    lines = [f"Measured on a machine with {m['cores']} cores ({m['cpu']}), CPU only ({when}): Python "
              f"{m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}, tiktoken {m['tiktoken']}; the model "
-             f"benchmarks ran with {m['allocator']}. Each number is the median of {RUNS} runs.", ""]
+             f"benchmarks ran with {m['allocator']}. Each number is the median of {RUNS} runs, except the "
+             f"{LEARN_MINUTES}-minute training runs: one each.", ""]
     lines += tokenizer_table(r)
     if "step" in r:
         lines += model_table(r)
+    if "learn" in r:
+        lines += pretraining_table(r)
     return "\n".join(lines)
 
 
@@ -183,6 +239,8 @@ GOALS = [
      lambda r: r["step"]["ours-bf16"]["tokens_per_s"] / r["step"]["hf"]["tokens_per_s"], 1.6),
     ("generation 1.2x transformers",
      lambda r: r["generate"]["ours"]["tokens_per_s"] / r["generate"]["hf"]["tokens_per_s"], 1.2),
+    ("learning per CPU minute: bits per byte at most 0.85x llms-from-scratch's (their bpb / ours >= 1/0.85)",
+     lambda r: r["learn"]["lfs"]["bpb"] / r["learn"]["ours"]["bpb"], 1 / 0.85),
     ("KV cache 5x no cache",
      lambda r: r["generate"]["ours"]["tokens_per_s"] / r["generate"]["ours-nocache"]["tokens_per_s"], 5.0),
 ]
@@ -198,8 +256,14 @@ def check_goals(r: dict) -> None:
 
 
 def main(argv: list[str]) -> None:
+    previous = HERE / "results.json"
     if "--render" in argv:
-        results = json.loads((HERE / "results.json").read_text())
+        results = json.loads(previous.read_text())
+    elif "--only" in argv:
+        part = argv[argv.index("--only") + 1]
+        if part not in PARTS:
+            raise SystemExit(f"--only takes one of {', '.join(PARTS)}, got {part!r}")
+        results = measure_all((part,), json.loads(previous.read_text()) if previous.exists() else None)
     else:
         results = measure_all()
         (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
