@@ -183,6 +183,58 @@ def test_attention_explorer_works_without_a_kernel(browser, built_book):
     assert problems == []
 
 
+def test_sampling_explorer_works_without_a_kernel(browser, built_book):
+    """Chapter 5's explorer: the temperature slider and the filter menu combine, and the sample under the bars
+    follows both."""
+    page, problems = open_page(browser, built_book / "html" / "book" / "05_gpt_model.html")
+    wait_for_figures(page)
+    explorer = page.locator(".plotly-graph-div").filter(has_text="temperature:").first
+    blue = """el => el._fullData.filter(t => t.type === 'bar' && t.visible === true && t.name.startsWith('after'))
+        .map(t => [t.name, Array.from(t.y)])[0]"""
+    words = "el => el._fullData.filter(t => t.mode === 'text' && t.visible === true).map(t => t.text[0])[0]"
+    rail = explorer.locator(".slider-group .slider-rail-touch-rect")
+    width = rail.bounding_box()["width"]
+    rail.click(position={"x": 5, "y": 5})  # the left end: temperature 0, greedy
+    page.wait_for_timeout(500)
+    name, heights = explorer.evaluate(blue)
+    assert name == "after: no filter" and sorted(heights)[-2:] == [0, 1]
+    explorer.locator(".updatemenu-header-group").click()
+    explorer.locator(".updatemenu-dropdown-button").filter(has_text="top-k 5").click()
+    rail.click(position={"x": width - 20, "y": 5})  # the right end: temperature 2
+    page.wait_for_timeout(500)
+    name, heights = explorer.evaluate(blue)
+    assert name == "after: top-k 5" and sum(h > 0 for h in heights) == 5 and abs(sum(heights) - 1) < 1e-6
+    assert explorer.evaluate(words).startswith("<b>5 of 2,048 tokens can be drawn")
+    page.close()
+    assert problems == []
+
+
+def test_training_curves_compare_runs_without_a_kernel(browser, built_book):
+    """Chapter 6's experiments figure: the menu shows one comparison at a time, with hover on every point."""
+    page, problems = open_page(browser, built_book / "html" / "book" / "06_pretraining.html")
+    wait_for_figures(page)
+    figure = page.locator(".plotly-graph-div").filter(has_text="What each feature does").first
+    shown = """el => el._fullData.filter(t => t.visible === true && t.name.endsWith(': train'))
+        .map(t => t.name.replace(': train', ''))"""
+    assert "lr 0.001" in figure.evaluate(shown) and "lr 0.1, no warmup" not in figure.evaluate(shown)
+    figure.locator(".updatemenu-header-group").click()
+    figure.locator(".updatemenu-dropdown-button").filter(has_text="warmup").click()
+    page.wait_for_timeout(500)
+    assert sorted(figure.evaluate(shown)) == ["lr 0.1", "lr 0.1, no warmup"]
+    # hover a point of the curve where a reader's mouse would be: its pixel position from the figure's own axes
+    x, y = figure.evaluate("""el => {
+        const t = el._fullData.find(t => t.visible === true && t.name.endsWith(': train'));
+        const i = Math.floor(t.x.length / 2);
+        const xa = el._fullLayout['xaxis' + t.xaxis.slice(1)], ya = el._fullLayout['yaxis' + t.yaxis.slice(1)];
+        return [xa._offset + xa.c2p(t.x[i]), ya._offset + ya.c2p(t.y[i])]; }""")
+    box = figure.bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.wait_for_timeout(500)
+    assert "lr 0.1" in figure.locator(".hoverlayer").text_content()
+    page.close()
+    assert problems == []
+
+
 # --- the pages as printed and shown: structure, fonts, no debris ----------------------------------------------------
 
 SETUP_IMPORT = "from llmcourse.notebook import setup"  # a line of the setup cell, which the book runs but never shows
