@@ -223,13 +223,18 @@ def window_loader(tokens: Tokens | TokenShards, context_length: int, batch_size:
 
 
 def random_batch(tokens: Tokens | TokenShards, batch_size: int, context_length: int,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None,
+                 rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """B windows at random offsets (nanoGPT's sampler): no epochs, every offset equally likely.
-    Only the B windows are read."""
+    Only the B windows are read. `rows` picks some of the B windows: the B offsets are drawn all
+    the same, so processes that share the generator's seed read disjoint parts of one batch (the
+    distributed sampler of data parallelism)."""
     tokens = _as_tokens(tokens)
     n = len(tokens) - context_length - 1
     if n < 0:
         raise ValueError(f"{len(tokens)} tokens are too few for a window of {context_length}")
     starts = torch.randint(0, n + 1, (batch_size,), generator=generator)
+    if rows is not None:
+        starts = starts[rows]
     windows = torch.stack([_ids(tokens, s, s + context_length + 1) for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]

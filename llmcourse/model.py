@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from llmcourse.attention import KVCache, MultiHeadAttention, rope_tables
@@ -82,6 +83,9 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        # activation checkpointing, a training-time switch (the trainer sets it): keep only each block's input
+        # for the backward pass and run the block's forward again there
+        self.checkpoint_blocks = False
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight  # one (V, d) matrix reads tokens in and writes logits out
         if cfg.position == "rope":
@@ -125,7 +129,10 @@ class GPT(nn.Module):
             if positions.dim() == 2:
                 rope = (rope[0][:, None], rope[1][:, None])
         for block in self.blocks:
-            x = block(x, rope, cache, mask)
+            if self.checkpoint_blocks and torch.is_grad_enabled() and cache is None:
+                x = torch.utils.checkpoint.checkpoint(block, x, rope, None, mask, use_reentrant=False)
+            else:
+                x = block(x, rope, cache, mask)
         if cache is not None:
             cache.length += T
         if last_only:

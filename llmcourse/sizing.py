@@ -116,6 +116,7 @@ def training_memory(cfg: ModelConfig, batch_size: int, seq_len: int | None = Non
     stored = cfg.n_layer * per_layer
     if checkpointing:  # the one block being recomputed holds its full activations for a moment
         stored += _activation_elements_per_token_per_layer(cfg, checkpointing=False)
+    stored += 2 * cfg.d_model  # the final norm's input and output (the LM head's input)
     activations = tokens * (stored * act_bytes + cfg.vocab_size * 4)
     weights = 4 * n + (2 * n if precision == "bf16-mixed" else 0)
     return TrainingMemory(weights=weights, gradients=4 * n, optimizer=8 * n, activations=activations)

@@ -4,6 +4,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from conftest import saved_for_backward
+
 from llmcourse.config import get_preset
 from llmcourse.model import GPT
 from llmcourse.sizing import flops_per_token, parameter_count, training_compute, training_memory
@@ -79,21 +81,6 @@ def test_weights_gradients_and_adamw_state_are_the_bytes_a_real_step_holds():
     assert estimate.optimizer == sum(t.nbytes for t in state)
 
 
-def saved_for_backward(model, x, autocast):
-    """Bytes of the tensors autograd keeps for backward, other than the parameters themselves."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = {}
-
-    def pack(t):
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(x, x)
-    return sum(n for ptr, n in saved.items() if ptr not in params)
-
-
 def test_mixed_precision_memory_is_what_autocast_keeps():
     """Under bf16 autocast, autograd keeps bf16 activations and the bf16 copies of the weights that the matrix
     multiplies used: the estimate's activations plus its extra 2 bytes per weight, within 15 %."""
@@ -105,6 +92,23 @@ def test_mixed_precision_memory_is_what_autocast_keeps():
     assert measured_fp32 == pytest.approx(fp32.activations, rel=0.15)
     assert measured_mixed == pytest.approx(mixed.activations + mixed.weights - fp32.weights, rel=0.15)
     assert measured_mixed < measured_fp32
+
+
+def test_activation_checkpointing_keeps_what_the_estimate_says():
+    """With checkpointing, the forward pass keeps each block's input, the final norm's and the logits: the
+    estimate's stored terms. (Its one extra block, recomputed during backward, is a peak the forward pass never
+    holds.)"""
+    cfg = get_preset("gpt2", n_layer=4, d_model=128, n_head=4, vocab_size=1000, context_length=64)
+    model = GPT(cfg)
+    x = torch.randint(0, cfg.vocab_size, (4, 64))
+    model.checkpoint_blocks = True
+    measured = saved_for_backward(model, x)
+    model.checkpoint_blocks = False
+    full = saved_for_backward(model, x)
+    estimate = training_memory(cfg, 4, 64, checkpointing=True).activations
+    one_block = training_memory(cfg, 4, 64).activations - training_memory(cfg.replace(n_layer=3), 4, 64).activations
+    assert measured == pytest.approx(estimate - one_block, rel=0.05)
+    assert measured < full / 2
 
 
 def test_llama2_7b_compute_is_near_the_reported_figure():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import saved_for_backward
 from llmcourse.config import get_preset
 from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.model import GPT
@@ -211,3 +212,30 @@ def test_bits_per_byte_converts_nats_per_token():
     result = trainer.evaluate()
     assert result["val_bpb"] == pytest.approx(result["val_loss"] / math.log(2) / 2.5)
     assert result["val_loss"] == pytest.approx(math.log(256), rel=0.05)  # an untrained model: about uniform
+
+
+def _saved_bytes_and_grads(checkpointing: bool) -> tuple[int, dict[str, torch.Tensor]]:
+    """Bytes autograd keeps for backward (see conftest.saved_for_backward), and the gradients after backward."""
+    torch.manual_seed(0)
+    model = GPT(get_preset("tiny", n_layer=4, vocab_size=256, context_length=64))
+    model.checkpoint_blocks = checkpointing
+    x = torch.randint(0, 256, (4, 64), generator=torch.Generator().manual_seed(1))
+    saved = saved_for_backward(model, x)
+    model(x, x)[1].backward()
+    return saved, {n: p.grad for n, p in model.named_parameters()}
+
+
+def test_activation_checkpointing_keeps_less_for_backward_and_changes_no_gradient():
+    full, grads = _saved_bytes_and_grads(False)
+    checkpointed, same = _saved_bytes_and_grads(True)
+    assert checkpointed < full / 3  # only the blocks' inputs (and the head's) are kept; the blocks run again
+    assert all(torch.equal(grads[n], same[n]) for n in grads)
+
+
+def test_the_trainer_switches_activation_checkpointing_on():
+    model = GPT(get_preset("tiny", n_layer=1, vocab_size=64, context_length=16))
+    Trainer(model, np.arange(200, dtype=np.uint16) % 64, None, smoke(activation_checkpointing=True), progress=False)
+    assert model.checkpoint_blocks
+    with pytest.raises(ValueError, match="blocks to checkpoint"):
+        Trainer(torch.nn.Linear(2, 2), np.arange(200, dtype=np.uint16), None,
+                smoke(activation_checkpointing=True), progress=False)

@@ -1,5 +1,7 @@
 """`llmcourse train` and `llmcourse generate`: the pretraining recipe and sampling from its checkpoints, from the
-command line. The same `Trainer` runs in the chapters, here, and under torchrun.
+command line. The same `Trainer` runs in the chapters, here, and under torchrun:
+
+    torchrun --nproc-per-node 2 -m llmcourse train --strategy fsdp    # or ddp (the default), zero1
 
 A run folder holds: tokenizer.json, checkpoint.pt (model, optimizer, generators, step: what --resume continues),
 metrics.jsonl (one line per step and per evaluation), run.json (the model and training configs, the corpus), and the
@@ -17,12 +19,14 @@ from pathlib import Path
 import torch
 
 from llmcourse.config import PRESETS, ModelConfig, get_preset
-from llmcourse.device import pick_device
+from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.model import GPT
 from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
 from llmcourse.training.checkpoint import load_checkpoint
 from llmcourse.training.config import TRAIN_PRESETS, get_train_preset
 from llmcourse.training.data import PretrainingData, encode_documents, prepare_data
+from llmcourse.training.distributed import (STRATEGIES, Distributed, init_distributed, same_on_all_ranks,
+                                            shutdown)
 from llmcourse.training.trainer import CHECKPOINT, Trainer
 
 
@@ -44,6 +48,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, mps (default: the fastest found)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="default: auto")
     parser.add_argument("--seed", type=int, help="default: the preset's")
+    parser.add_argument("--batch-size", type=int, help="sequences per micro-batch, over all processes (default: the "
+                                                         "preset's)")
+    parser.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step (default: the preset's)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="ddp",
+                        help="under torchrun: ddp (a model copy per process), zero1 (the optimizer state sharded) or "
+                             "fsdp (everything sharded); default: ddp")
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +80,24 @@ def _steps_for_minutes(model: GPT, data: PretrainingData, cfg, device, minutes: 
 
 
 def train_command(args: argparse.Namespace) -> int:
+    """Under torchrun, every process runs this; rank 0 alone prints and writes."""
+    info, device = init_distributed(args.strategy, args.device)
+    try:
+        return _train(args, info, device)
+    except (ValueError, CheckpointError) as err:  # a bad setting or file: one clear line, not a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown(info)
+
+
+def _train(args: argparse.Namespace, info: Distributed | None, device: torch.device) -> int:
+    main = info is None or info.is_main
+    say = (lambda *a: print(*a, file=sys.stderr)) if main else (lambda *a: None)
     out = Path(args.out)
-    overrides = {k: v for k, v in (("precision", args.precision), ("seed", args.seed)) if v is not None}
+    overrides = {k: v for k, v in (("precision", args.precision), ("seed", args.seed),
+                                   ("batch_size", args.batch_size), ("grad_accum", args.grad_accum))
+                 if v is not None}
     cfg = get_train_preset(args.preset, **overrides)
     if args.resume:
         run = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
@@ -83,8 +109,9 @@ def train_command(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {out} already holds a run: add --resume to continue it, or pick another --out")
     if args.vocab_size is None:
         args.vocab_size = get_preset(args.model).vocab_size
-    device = pick_device(args.device)
-    print(f"preparing {args.corpus} with a {args.vocab_size}-token BPE vocabulary ...", file=sys.stderr)
+    if info is not None:
+        info.rows(cfg.batch_size)  # a batch the processes cannot share is refused before any work
+    say(f"preparing {args.corpus} with a {args.vocab_size}-token BPE vocabulary ...")
     data = prepare_data(args.corpus, args.vocab_size)
     torch.manual_seed(cfg.seed)
     model = GPT(get_preset(args.model, vocab_size=data.tokenizer.n_vocab,
@@ -94,28 +121,34 @@ def train_command(args: argparse.Namespace) -> int:
         if args.tokens is not None:
             steps = max(1, round(args.tokens / cfg.tokens_per_step))
         elif args.minutes is not None:
-            steps = _steps_for_minutes(model, data, cfg, device, args.minutes)
+            # timed on one process (one process's speed, with the whole batch) and shared, so all agree
+            steps = same_on_all_ranks(_steps_for_minutes(model, data, cfg, device, args.minutes)
+                                      if main else 0, info)
         if steps is not None:
             cfg = cfg.replace(max_steps=steps, warmup_steps=min(cfg.warmup_steps, max(1, steps // 10)))
-        out.mkdir(parents=True, exist_ok=True)
-        save_tokenizer(data.tokenizer, out / "tokenizer.json")
-        (out / "run.json").write_text(json.dumps({
-            "corpus": args.corpus, "model_preset": args.model, "vocab_size": args.vocab_size,
-            "train_config": cfg.as_dict()}, indent=1))
-    print(f"training {sum(p.numel() for p in model.parameters()):,} parameters for {cfg.max_steps} steps "
-          f"({cfg.max_steps * cfg.tokens_per_step:,} tokens) on {device} in {out}", file=sys.stderr)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_tokenizer(data.tokenizer, out / "tokenizer.json")
+            (out / "run.json").write_text(json.dumps({
+                "corpus": args.corpus, "model_preset": args.model, "vocab_size": args.vocab_size,
+                "train_config": cfg.as_dict()}, indent=1))
+    where = f"{info.world_size} processes ({info.strategy}) on {device.type}" if info else str(device)
+    say(f"training {sum(p.numel() for p in model.parameters()):,} parameters for {cfg.max_steps} steps "
+        f"({cfg.max_steps * cfg.tokens_per_step:,} tokens) on {where} in {out}")
     trainer = Trainer(model, data.train_ids, data.val_ids, cfg, out_dir=out, resume=args.resume, device=device,
-                      bytes_per_token=data.val_bytes_per_token)
+                      bytes_per_token=data.val_bytes_per_token, distributed=info)
     try:
         history = trainer.fit()
     except KeyboardInterrupt as err:
-        write_curves(out, trainer.history)
-        print(f"\n{err}; continue with --resume", file=sys.stderr)
+        if main:
+            write_curves(out, trainer.history)
+        say(f"\n{err}; continue with --resume")
         return 130
-    write_curves(out, history)
-    last = [m for m in history if m["kind"] == "eval"][-1]
-    print(f"done: validation loss {last['val_loss']:.3f} nats/token, {last['val_bpb']:.3f} bits/byte; "
-          f"sample with `llmcourse generate {out}`")
+    if main:
+        write_curves(out, history)
+        last = [m for m in history if m["kind"] == "eval"][-1]
+        print(f"done: validation loss {last['val_loss']:.3f} nats/token, {last['val_bpb']:.3f} bits/byte; "
+              f"sample with `llmcourse generate {out}`")
     return 0
 
 

@@ -33,6 +33,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # clip the global gradient norm to this; None: no clipping
     precision: Precision = "auto"  # auto: bf16 where the device supports it, fp16 + grad scaler on older GPUs, else fp32
     compile: bool = False  # torch.compile the model (worth it on a GPU for long runs)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, more time
     eval_every: int = 100  # steps between validation losses (0: only at the end)
     eval_batches: int = 8
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end and on Ctrl-C)

@@ -32,7 +32,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
-                   device: torch.device | None = None) -> torch.optim.AdamW:
-    """AdamW over `param_groups`, with the fused kernel on CUDA (one launch for all parameters)."""
+                   device: torch.device | None = None, sharded: bool = False) -> torch.optim.Optimizer:
+    """AdamW over `param_groups`, with the fused kernel on CUDA (one launch for all parameters). sharded: each
+    process keeps the state of its share of the parameters (ZeRO-1, `llmcourse.training.zero`)."""
     fused = device is not None and torch.device(device).type == "cuda"
+    if sharded:
+        from llmcourse.training.zero import ShardedOptimizer
+
+        return ShardedOptimizer(param_groups(model, weight_decay), torch.optim.AdamW, lr=lr, betas=betas,
+                                fused=fused)
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, fused=fused)

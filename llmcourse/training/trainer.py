@@ -29,6 +29,8 @@ from llmcourse.loss import bits_per_byte
 from llmcourse.progress import progress_bar
 from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
 from llmcourse.training.config import TrainConfig
+from llmcourse.training.distributed import (Distributed, any_rank, barrier, full_norm, full_state, gradient_sync,
+                                            load_full_state, mean_over_ranks, parameter_names, wrap)
 from llmcourse.training.optim import make_optimizer
 from llmcourse.training.schedule import lr_at
 
@@ -64,21 +66,36 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, train_tokens: np.ndarray, val_tokens: np.ndarray | None,
                  cfg: TrainConfig, out_dir: str | Path | None = None, callbacks: list[Callback] = (),
                  bytes_per_token: float | None = None, resume: bool = False, progress: bool = True,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, distributed: Distributed | None = None) -> None:
         """bytes_per_token: UTF-8 bytes per token of the validation text, for bits per byte. resume: continue from
-        out_dir's checkpoint (its training config must equal `cfg`)."""
+        out_dir's checkpoint (its training config must equal `cfg`). distributed: this process's place in a
+        torchrun launch (see llmcourse.training.distributed); cfg.batch_size is then the global micro-batch."""
         self.cfg, self.train_tokens, self.val_tokens = cfg, train_tokens, val_tokens
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.dist = distributed
+        self.rows = distributed.rows(cfg.batch_size) if distributed is not None else None
         self.model = model.to(self.device)
+        if cfg.activation_checkpointing:
+            if not hasattr(model, "checkpoint_blocks"):
+                raise ValueError(f"activation_checkpointing needs a model with blocks to checkpoint (llmcourse's GPT), "
+                                 f"got {type(model).__name__}")
+            model.checkpoint_blocks = True
+        wrapped = wrap(self.model, distributed, self.device) if distributed is not None else self.model
         self.precision = resolve_precision(cfg.precision, self.device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.callbacks, self.bytes_per_token, self.progress = list(callbacks), bytes_per_token, progress
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device)
+        self.is_main = distributed is None or distributed.is_main
+        self.callbacks, self.bytes_per_token = list(callbacks), bytes_per_token
+        self.progress = progress and self.is_main
+        # after wrapping: fully_shard replaces the parameters with shards, which the optimizer must hold
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device,
+                                        sharded=distributed is not None and distributed.strategy == "zero1")
+        self.param_names = parameter_names(model, self.optimizer)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.generator = torch.Generator().manual_seed(cfg.seed)  # the data sampler: its state is the data position
         self.step = 0
         self.history: list[dict[str, Any]] = []  # every metric reported, so a resumed run keeps its whole curve
-        self.forward = torch.compile(model) if cfg.compile else model
+        self.wrapped = wrapped
+        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         torch.manual_seed(cfg.seed)  # dropout
         if not resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             raise FileExistsError(f"{self.out_dir} already holds a checkpoint: pass resume=True (--resume) to continue "
@@ -93,8 +110,10 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / CHECKPOINT
 
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs. Under fsdp every process must call it; only rank 0 gets the weights."""
+        weights, moments = full_state(self.model, self.optimizer, self.dist, self.param_names)
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": weights, "optimizer": moments,
             "scaler": self.scaler.state_dict(), "step": self.step, "data_rng": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -105,7 +124,11 @@ class Trainer:
     def save(self) -> Path:
         if self.checkpoint_path is None:
             raise ValueError("this trainer has no out_dir to save checkpoints in")
-        return save_checkpoint(self.checkpoint_path, self.state())
+        state = self.state()
+        if self.is_main:
+            save_checkpoint(self.checkpoint_path, state)
+        barrier(self.dist)  # no process reads or moves on before the file is whole
+        return self.checkpoint_path
 
     def _resume(self) -> None:
         if self.checkpoint_path is None:
@@ -117,8 +140,7 @@ class Trainer:
         if changed:
             raise CheckpointError(f"{self.checkpoint_path} was written with another config; to resume, use the saved "
                                   f"one. Fields that differ (saved -> now):\n  " + "\n  ".join(changed))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_full_state(self.model, self.optimizer, state["model"], state["optimizer"], self.dist, self.param_names)
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -130,6 +152,8 @@ class Trainer:
 
     def _report(self, metrics: dict[str, Any]) -> None:
         self.history.append(metrics)
+        if not self.is_main:  # rank 0 alone writes and draws
+            return
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / "metrics.jsonl", "a") as f:
@@ -152,9 +176,10 @@ class Trainer:
         generator = torch.Generator().manual_seed(10_000 + self.cfg.seed)
         losses = []
         for _ in range(self.cfg.eval_batches):
-            x, y = random_batch(self.val_tokens, self.cfg.batch_size, self.cfg.context_length, generator)
+            x, y = random_batch(self.val_tokens, self.cfg.batch_size, self.cfg.context_length, generator, self.rows)
             with self._autocast():
-                losses.append(self.forward(x.to(self.device), y.to(self.device))[1].float().item())
+                loss = self.forward(x.to(self.device), y.to(self.device))[1].float()
+            losses.append(mean_over_ranks(loss, self.dist).item())
         self.model.train(was_training)
         loss = float(np.mean(losses))
         out = {"val_loss": loss}
@@ -171,20 +196,22 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = torch.zeros((), device=self.device)
-        for _ in range(cfg.grad_accum):
-            x, y = random_batch(self.train_tokens, cfg.batch_size, cfg.context_length, self.generator)
-            with self._autocast():
-                _, loss = self.forward(x.to(self.device), y.to(self.device))
-            loss = loss / cfg.grad_accum  # the mean over micro-batches is the mean over the whole batch
-            self.scaler.scale(loss).backward()
+        for micro in range(cfg.grad_accum):
+            x, y = random_batch(self.train_tokens, cfg.batch_size, cfg.context_length, self.generator, self.rows)
+            # under data parallelism, gradients are averaged over processes once, in the last backward pass
+            with gradient_sync(self.wrapped, self.dist, enabled=micro == cfg.grad_accum - 1):
+                with self._autocast():
+                    _, loss = self.forward(x.to(self.device), y.to(self.device))
+                loss = loss / cfg.grad_accum  # the mean over micro-batches is the mean over the whole batch
+                self.scaler.scale(loss).backward()
             total += loss.detach().float()
-        loss_value = total.item()
+        loss_value = mean_over_ranks(total, self.dist).item()  # the whole batch's loss, the same on every process
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDiverged(self._diverged_message(f"the loss became {loss_value}"))
         self.scaler.unscale_(self.optimizer)
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
+        grad_norm = full_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         if not math.isfinite(grad_norm) and not self.scaler.is_enabled():  # fp16's scaler skips such steps itself
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDiverged(self._diverged_message(f"the gradient norm became {grad_norm}"))
@@ -213,7 +240,7 @@ class Trainer:
         bar = progress_bar(None, self.progress, total=cfg.max_steps, initial=self.step, desc="training",
                            dynamic_ncols=True)
         try:
-            while self.step < end and not interrupted.is_set():
+            while self.step < end and not any_rank(interrupted.is_set(), self.dist):
                 start = time.perf_counter()
                 metrics = self.train_step()
                 elapsed = time.perf_counter() - start
@@ -234,7 +261,7 @@ class Trainer:
             bar.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-        if interrupted.is_set():
+        if any_rank(interrupted.is_set(), self.dist):
             raise KeyboardInterrupt(f"interrupted at step {self.step}"
                                     + (f"; checkpoint saved to {self.checkpoint_path}" if self.out_dir else ""))
         return self.history

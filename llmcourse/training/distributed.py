@@ -1,0 +1,261 @@
+"""Data parallelism on torch.distributed: the trainer's steps spread over processes that torchrun
+starts.
+
+    torchrun --nproc-per-node 2 -m llmcourse train --strategy ddp    # or zero1, fsdp
+
+gloo carries the collectives on CPUs, NCCL on GPUs.
+
+- **The data.** Every process seeds the data sampler alike, so each draws the same window offsets
+  for the global micro-batch and reads only its own rows (`random_batch(..., rows=...)`):
+  together they see exactly the batch a single process would, and the sampler's state stays one
+  number to checkpoint.
+- **ddp**: `DistributedDataParallel` keeps a whole copy of the model in every process and
+  averages the gradients with an all-reduce during the backward pass. Under accumulation,
+  `no_sync` skips that for all but the last micro-batch.
+- **zero1**: DDP's gradients, with the optimizer state sharded: each process updates and
+  broadcasts only its share of the parameters (`llmcourse.training.zero`, ZeRO stage 1 written
+  out).
+- **fsdp**: FSDP2's `fully_shard`, on each block and then on the whole model, shards the
+  parameters, gradients and AdamW's moments; each block's full weights are gathered just before
+  its forward and backward.
+- **Rank 0 alone prints and writes.** Checkpoints hold the full (gathered) state in the
+  single-process format, so a run resumes on any number of processes.
+- **Failures end the run.** When a process raises, torchrun stops the others; a collective whose
+  peer died fails instead of waiting (gloo sees the closed connection), and every collective has
+  a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+import torch
+import torch.distributed as dist
+
+from llmcourse.device import pick_device
+
+Strategy = Literal["ddp", "fsdp", "zero1"]
+STRATEGIES = ("ddp", "fsdp", "zero1")
+TIMEOUT = datetime.timedelta(minutes=5)  # a collective that waits longer than this fails
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the run."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    strategy: Strategy = "ddp"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def rows(self, batch_size: int) -> slice:
+        """This process's rows of a global batch of `batch_size` sequences."""
+        if batch_size % self.world_size:
+            raise ValueError(
+                f"a batch of {batch_size} sequences does not split evenly over {self.world_size} "
+                f"processes: pick a batch size that {self.world_size} divides"
+            )
+        per = batch_size // self.world_size
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(
+    strategy: Strategy = "ddp", device: str | None = None
+) -> tuple[Distributed | None, torch.device]:
+    """Join the process group that torchrun set up (None when this is a single process), and pick
+    the device: each process its own GPU (LOCAL_RANK) with NCCL, else the CPU with gloo."""
+    if not launched_by_torchrun():
+        return None, pick_device(device)
+    info = Distributed(
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ["LOCAL_RANK"]),
+        strategy,
+    )
+    chosen = pick_device(device)
+    if chosen.type == "cuda":
+        chosen = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(chosen)
+    elif chosen.type != "cpu":
+        raise RuntimeError(
+            f"distributed training runs on CUDA (NCCL) or the CPU (gloo), not {chosen.type}"
+        )
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=TIMEOUT)
+    return info, chosen
+
+
+def wrap(model: torch.nn.Module, info: Distributed, device: torch.device) -> torch.nn.Module:
+    """What the trainer calls forward on: the DDP wrapper, or the model itself sharded in place by
+    fully_shard."""
+    if info.strategy in ("ddp", "zero1"):
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    from torch.distributed.fsdp import fully_shard
+
+    for (
+        block
+    ) in model.blocks:  # one all-gather per block: only one block's full weights exist at a time
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+@contextlib.contextmanager
+def gradient_sync(
+    wrapped: torch.nn.Module, info: Distributed | None, enabled: bool
+) -> Iterator[None]:
+    """Average gradients over processes in this backward pass only if `enabled` (the last
+    micro-batch)."""
+    if info is None or enabled:
+        yield
+    elif info.strategy in ("ddp", "zero1"):
+        with wrapped.no_sync():
+            yield
+    else:
+        wrapped.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            wrapped.set_requires_gradient_sync(True)
+
+
+def mean_over_ranks(value: torch.Tensor, info: Distributed | None) -> torch.Tensor:
+    """The mean of `value` over all processes (every process gets it)."""
+    if info is None:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / info.world_size
+
+
+def any_rank(flag: bool, info: Distributed | None) -> bool:
+    """True on every process if `flag` is true on any (so that all stop at the same step)."""
+    if info is None:
+        return flag
+    value = torch.tensor(int(flag))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def same_on_all_ranks(value: int, info: Distributed | None) -> int:
+    """Rank 0's `value`, on every process."""
+    if info is None:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def full_norm(total: torch.Tensor) -> float:
+    """The gradient norm that clip_grad_norm_ returned, as a number (a DTensor under fsdp)."""
+    return float(total.full_tensor() if hasattr(total, "full_tensor") else total)
+
+
+def parameter_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The name of each parameter in the optimizer's order: what the single-process state dict's
+    indices mean. Call it when the optimizer is made: under fsdp the module holds other tensors
+    between forward and backward."""
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    return [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+
+def _by_index(state: dict, names: list[str]) -> dict:
+    index = {name: i for i, name in enumerate(names)}
+    return {
+        "state": {index[name]: value for name, value in state["state"].items()},
+        "param_groups": [
+            {**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]
+        ],
+    }
+
+
+def _by_name(state: dict, names: list[str]) -> dict:
+    return {
+        "state": {names[i]: value for i, value in state["state"].items()},
+        "param_groups": [
+            {**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]
+        ],
+    }
+
+
+def full_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    info: Distributed | None,
+    names: list[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model, optimizer) state dicts in the single-process format. Under fsdp and zero1 every
+    process takes part in gathering them and only rank 0 receives them (the others get empty
+    dicts). names: parameter_names()."""
+    if info is None or info.strategy == "ddp":
+        return model.state_dict(), optimizer.state_dict()
+    if info.strategy == "zero1":
+        moments = optimizer.consolidated_state_dict()
+        return (model.state_dict(), moments) if info.is_main else ({}, {})
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    weights, moments = get_state_dict(
+        model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    if not info.is_main:
+        return {}, {}
+    return weights, _by_index(moments, names)
+
+
+def load_full_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    weights: dict[str, Any],
+    moments: dict[str, Any],
+    info: Distributed | None,
+    names: list[str],
+) -> None:
+    """Load single-process state dicts (every process reads the same file); under fsdp each keeps
+    its shard."""
+    if info is None or info.strategy == "ddp":
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(moments)
+        return
+    if info.strategy == "zero1":
+        model.load_state_dict(weights)
+        optimizer.load_consolidated_state_dict(moments)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=weights,
+        optim_state_dict=_by_name(moments, names),
+        options=StateDictOptions(full_state_dict=True),
+    )
+
+
+def barrier(info: Distributed | None) -> None:
+    if info is not None:
+        dist.barrier()
+
+
+def shutdown(info: Distributed | None) -> None:
+    if info is not None and dist.is_initialized():
+        dist.destroy_process_group()

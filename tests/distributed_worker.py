@@ -1,0 +1,101 @@
+"""Run by tests/test_distributed.py under torchrun (one copy per process):
+
+    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py resume {ddp,fsdp} OUT
+    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py fail ddp OUT
+    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py zero ddp OUT
+
+resume: an uninterrupted 6-step run (its state to OUT/whole.pt), then 3 steps, a stop, and a resume to 6 from a
+        differently seeded model (its checkpoint in OUT/run). fail: rank 1 raises at step 2. zero: 3 AdamW steps under DDP
+with our ShardedOptimizer, torch's ZeroRedundancyOptimizer and plain AdamW; OUT/zero.json compares them.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmcourse.config import get_preset
+from llmcourse.model import GPT
+from llmcourse.training import Trainer, get_train_preset
+from llmcourse.training.distributed import init_distributed, shutdown
+
+mode, strategy, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+info, device = init_distributed(strategy)
+tokens = np.random.default_rng(0).integers(0, 256, 20_000).astype(np.uint16)
+cfg = get_train_preset("smoke", precision="fp32", max_steps=6, eval_every=3, grad_accum=2)
+
+
+def model(seed: int) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(get_preset("tiny", n_layer=2, vocab_size=256, context_length=32))
+
+
+def trainer(seed: int, **kwargs) -> Trainer:
+    return Trainer(model(seed), tokens, tokens, cfg, progress=False, device=device, distributed=info, **kwargs)
+
+
+try:
+    if mode == "resume":
+        whole = trainer(0)
+        whole.fit()
+        state = whole.state()  # every process gathers; rank 0 receives
+        if info.is_main:
+            torch.save({"model": state["model"], "history": whole.history}, out / "whole.pt")
+        trainer(0, out_dir=out / "run").fit(stop_after=3)
+        trainer(1, out_dir=out / "run", resume=True).fit()
+    elif mode == "fail":
+        failing = trainer(0)
+        step = failing.train_step
+
+        def train_step():
+            if info.rank == 1 and failing.step == 2:
+                raise RuntimeError("rank 1 failed on purpose at step 2")
+            return step()
+
+        failing.train_step = train_step
+        failing.fit()
+    elif mode == "zero":
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+        from torch.nn.parallel import DistributedDataParallel
+
+        from llmcourse.batches import random_batch
+        from llmcourse.training.optim import param_groups
+        from llmcourse.training.zero import ShardedOptimizer
+
+        def run(make):
+            net = model(0)
+            wrapped = DistributedDataParallel(net)
+            optimizer = make(param_groups(net, 0.1))
+            generator = torch.Generator().manual_seed(0)
+            for _ in range(3):
+                x, y = random_batch(tokens, 4, 32, generator, info.rows(4))
+                wrapped(x, y)[1].backward()
+                optimizer.step()
+                optimizer.zero_grad()
+            return net, optimizer
+
+        options = dict(lr=1e-2, betas=(0.9, 0.95))
+        ours, sharded = run(lambda groups: ShardedOptimizer(groups, torch.optim.AdamW, **options))
+        theirs, _ = run(lambda groups: ZeroRedundancyOptimizer(groups, torch.optim.AdamW, **options))
+        plain, _ = run(lambda groups: torch.optim.AdamW(groups, **options))
+        state_here = len(sharded.inner.state)
+        counts = [None] * info.world_size
+        torch.distributed.all_gather_object(counts, state_here)
+        consolidated = sharded.consolidated_state_dict()
+        if info.is_main:
+            def same(a, b):
+                return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+            reference = torch.optim.AdamW(param_groups(plain, 0.1), **options)
+            json.dump({"sharded_equals_plain": same(ours, plain), "sharded_equals_torch": same(ours, theirs),
+                       "torch_equals_plain": same(theirs, plain),
+                       "states_per_rank": counts, "parameters": len(list(ours.parameters())),
+                       "consolidated_keys": sorted(consolidated["state"]),
+                       "consolidated_groups": [len(g["params"]) for g in consolidated["param_groups"]],
+                       "reference_groups": [len(g["params"]) for g in reference.state_dict()["param_groups"]],
+                       "consolidated_settings": sorted(consolidated["param_groups"][0]),
+                       "reference_settings": sorted(reference.state_dict()["param_groups"][0])},
+                      open(out / "zero.json", "w"))
+finally:
+    shutdown(info)

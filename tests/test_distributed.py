@@ -1,0 +1,114 @@
+"""Data parallelism on a real engine: `llmcourse train` under torchrun with 2 processes (gloo on the CPU), against the
+same command in one process with the same global batch.
+
+In fp32 the two are the same computation, cut differently: each process multiplies half the batch, and the
+all-reduce adds the halves' gradients in another order than one process's matrix product does. So they agree to
+float32 rounding, not bit for bit, and the tolerances are stated from that:
+- losses within 1e-5 relative over 6 steps;
+- weights within 1e-4 absolute after 6 AdamW steps at lr 3e-3 (measured: about 1.3e-5). AdamW divides each update by
+  the root of the gradient's second moment, so where a gradient is near zero a rounding difference moves the update
+  by a visible fraction of the learning rate.
+Runs of the same strategy, interrupted and resumed or not, are bit-identical.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmcourse.training.checkpoint import load_checkpoint
+
+HERE = Path(__file__).resolve().parent
+TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300", "--precision", "fp32",
+         "--steps", "6"]
+# one thread per process: two processes share the 2 cores, and both sides then sum in the same thread layout
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
+
+
+def torchrun(*args: str, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc-per-node={nproc}", *args], capture_output=True, text=True, timeout=timeout,
+                          env=ENV)
+
+
+def single(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True, text=True, timeout=240,
+                          env=ENV)
+
+
+def losses(run: Path) -> list[float]:
+    return [m["loss"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if m["kind"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Single-process runs: {grad_accum: run folder}."""
+    runs = {}
+    for accum in (1, 2):
+        out = tmp_path_factory.mktemp(f"single{accum}") / "run"
+        done = single(*TRAIN, "--grad-accum", str(accum), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        runs[accum] = out
+    return runs
+
+
+@pytest.mark.parametrize("strategy, accum", [("ddp", 1), ("ddp", 2), ("zero1", 2), ("fsdp", 2)])
+def test_two_processes_train_the_single_process_model(strategy, accum, reference, tmp_path):
+    out = tmp_path / "run"
+    done = torchrun("-m", "llmcourse", *TRAIN, "--grad-accum", str(accum), "--strategy", strategy, "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes" in done.stderr and done.stderr.count("training ") == 1  # rank 0 alone prints
+    ours, theirs = losses(out), losses(reference[accum])
+    assert len(ours) == 6 and ours == pytest.approx(theirs, rel=LOSS_RTOL)
+    got, want = load_checkpoint(out / "checkpoint.pt"), load_checkpoint(reference[accum] / "checkpoint.pt")
+    assert got["model"].keys() == want["model"].keys()
+    worst = max((got["model"][k] - want["model"][k]).abs().max().item() for k in want["model"])
+    assert worst < WEIGHT_ATOL, worst
+    moments = got["optimizer"]["state"], want["optimizer"]["state"]  # AdamW's state: the single-process layout
+    assert moments[0].keys() == moments[1].keys()
+    for i in moments[1]:
+        torch.testing.assert_close(moments[0][i]["exp_avg"], moments[1][i]["exp_avg"], rtol=1e-3, atol=1e-7)
+    # the run resumes in one process: its checkpoint is the single-process format
+    resumed = single("train", "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "zero1", "fsdp"])
+def test_a_resumed_distributed_run_is_bit_identical(strategy, tmp_path):
+    done = torchrun(str(HERE / "distributed_worker.py"), "resume", strategy, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole = torch.load(tmp_path / "whole.pt", weights_only=True)
+    resumed = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    strip = lambda h: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in h]  # noqa: E731 (timings)
+    assert resumed["step"] == 6 and strip(resumed["history"]) == strip(whole["history"])
+    assert all(torch.equal(resumed["model"][k], whole["model"][k]) for k in whole["model"])
+
+
+def test_sharded_optimizer_equals_adamw_and_torchs_zero(tmp_path):
+    """ZeRO-1 written out: the same weights as plain AdamW and as torch's ZeroRedundancyOptimizer, with each
+    process holding the state of only its share of the parameters, and a consolidated state dict in AdamW's layout."""
+    done = torchrun(str(HERE / "distributed_worker.py"), "zero", "ddp", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "zero.json").read_text())
+    assert result["sharded_equals_plain"] and result["sharded_equals_torch"] and result["torch_equals_plain"]
+    assert sum(result["states_per_rank"]) == result["parameters"] and 0 < min(result["states_per_rank"])
+    assert result["consolidated_keys"] == list(range(result["parameters"]))
+    assert result["consolidated_groups"] == result["reference_groups"]
+    assert result["consolidated_settings"] == result["reference_settings"]
+
+
+def test_a_failing_process_brings_the_run_down_with_its_error(tmp_path):
+    done = torchrun(str(HERE / "distributed_worker.py"), "fail", "ddp", str(tmp_path), timeout=180)
+    assert done.returncode != 0
+    assert "rank 1 failed on purpose at step 2" in done.stderr
+
+
+def test_a_batch_the_processes_cannot_share_is_refused(tmp_path):
+    done = torchrun("-m", "llmcourse", *TRAIN, "--batch-size", "3", "--out", str(tmp_path / "run"))
+    assert done.returncode != 0
+    assert "error: a batch of 3 sequences does not split evenly over 2 processes" in done.stderr
