@@ -68,8 +68,9 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     return 6.0 * matmul_parameter_count(cfg) + 12.0 * cfg.n_layer * T * cfg.d_model
 
 
-def _activation_elements_per_token_per_layer(cfg: ModelConfig, checkpointing: bool) -> int:
-    """Tensors each block saves for backward, in elements per token (sdpa/flash attention: no T x T matrix kept)."""
+def activation_elements_per_token(cfg: ModelConfig, checkpointing: bool = False) -> int:
+    """Tensors one block saves for backward, in elements per token (sdpa/flash attention: no T x T matrix kept).
+    Counted for GPT-2's block; Llama's RMSNorm in fp32 and RoPE keep more (measured: about a third more)."""
     d, kv = cfg.d_model, cfg.kv_heads * cfg.head_dim
     if checkpointing:
         return d  # only the block's input; everything else is recomputed in backward
@@ -112,10 +113,10 @@ def training_memory(cfg: ModelConfig, batch_size: int, seq_len: int | None = Non
     n = parameter_count(cfg)
     act_bytes = 4 if precision == "fp32" else 2
     tokens = batch_size * T
-    per_layer = _activation_elements_per_token_per_layer(cfg, checkpointing)
+    per_layer = activation_elements_per_token(cfg, checkpointing)
     stored = cfg.n_layer * per_layer
     if checkpointing:  # the one block being recomputed holds its full activations for a moment
-        stored += _activation_elements_per_token_per_layer(cfg, checkpointing=False)
+        stored += activation_elements_per_token(cfg, checkpointing=False)
     stored += 2 * cfg.d_model  # the final norm's input and output (the LM head's input)
     activations = tokens * (stored * act_bytes + cfg.vocab_size * 4)
     weights = 4 * n + (2 * n if precision == "bf16-mixed" else 0)
@@ -137,3 +138,55 @@ def training_compute(cfg: ModelConfig, tokens: float, gpu: str = "H100 SXM (bf16
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
     flops = flops_per_token(cfg, seq_len) * tokens
     return TrainingCompute(flops=flops, gpu_hours=flops / (GPU_PEAK_FLOPS[gpu] * mfu) / 3600)
+
+
+Strategy = Literal["ddp", "zero1", "zero2", "fsdp"]
+STRATEGIES: tuple[str, ...] = ("ddp", "zero1", "zero2", "fsdp")
+
+
+def sharded_memory(cfg: ModelConfig, world_size: int, strategy: Strategy, batch_size: int,
+                   seq_len: int | None = None, checkpointing: bool = False) -> TrainingMemory:
+    """Bytes per device of fp32 AdamW training on `world_size` devices, each with a micro-batch of `batch_size`.
+
+    ddp keeps everything on every device; ZeRO-1 splits AdamW's moments over the devices, ZeRO-2 the gradients too,
+    and FSDP (ZeRO-3) the weights as well, gathering one block's full weights at a time (counted here).
+    Activations are each device's own: sharding the model state does not touch them.
+
+    Bytes of model state per parameter for GPT-2 124M on 8 devices (16 on one):
+
+    >>> from llmcourse.config import get_preset
+    >>> cfg = get_preset("gpt2")
+    >>> per_device = [sharded_memory(cfg, 8, strategy, 1) for strategy in STRATEGIES]
+    >>> [round((m.weights + m.gradients + m.optimizer) / parameter_count(cfg), 2) for m in per_device]
+    [16.0, 9.0, 5.5, 2.23]
+    """
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    full = training_memory(cfg, batch_size, seq_len, checkpointing=checkpointing)
+    n = world_size
+    weights, gradients, optimizer = full.weights, full.gradients, full.optimizer / n
+    if strategy in ("zero2", "fsdp"):
+        gradients = full.gradients / n
+    if strategy == "fsdp":
+        parts = parameter_breakdown(cfg)
+        block = 4 * (parts["attention"] + parts["mlp"]) / cfg.n_layer  # one block's weights, gathered in full
+        weights = full.weights / n + block
+    if strategy == "ddp":
+        optimizer = full.optimizer
+    return TrainingMemory(weights=weights, gradients=gradients, optimizer=optimizer, activations=full.activations)
+
+
+def compute_optimal(flops: float, tokens_per_parameter: float = 20.0) -> tuple[float, float]:
+    """(parameters N, tokens D) that spend `flops` of training compute the Chinchilla way: C = 6 N D with
+    D = tokens_per_parameter * N (Hoffmann et al. 2022 found about 20).
+
+    >>> n, d = compute_optimal(6 * 1e9 * 20e9)
+    >>> round(n / 1e9, 3), round(d / 1e9, 3)
+    (1.0, 20.0)
+    """
+    if flops <= 0 or tokens_per_parameter <= 0:
+        raise ValueError(f"need flops > 0 and tokens_per_parameter > 0, got {flops} and {tokens_per_parameter}")
+    n = (flops / (6 * tokens_per_parameter)) ** 0.5
+    return n, tokens_per_parameter * n

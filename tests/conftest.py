@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
@@ -37,18 +36,3 @@ def chromium() -> str:
         pytest.fail("Chromium is needed for the browser tests: apt-get install chromium (scripts/setup.sh does it)")
     return path
 
-
-def saved_for_backward(model, x, autocast: bool = False) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass of model(x, x), other than the parameters
-    themselves, each storage counted once: what activation memory really is (autograd's own saved-tensor hooks)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = {}
-
-    def pack(t):
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(x, x)
-    return sum(n for ptr, n in saved.items() if ptr not in params)

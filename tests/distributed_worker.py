@@ -82,6 +82,9 @@ try:
         state_here = len(sharded.inner.state)
         counts = [None] * info.world_size
         torch.distributed.all_gather_object(counts, state_here)
+        held = sum(t.nbytes for state in sharded.inner.state.values() for k, t in state.items() if k != "step")
+        bytes_held = [None] * info.world_size
+        torch.distributed.all_gather_object(bytes_held, held)
         consolidated = sharded.consolidated_state_dict()
         if info.is_main:
             def same(a, b):
@@ -91,6 +94,7 @@ try:
             json.dump({"sharded_equals_plain": same(ours, plain), "sharded_equals_torch": same(ours, theirs),
                        "torch_equals_plain": same(theirs, plain),
                        "states_per_rank": counts, "parameters": len(list(ours.parameters())),
+                       "bytes_per_rank": bytes_held,
                        "consolidated_keys": sorted(consolidated["state"]),
                        "consolidated_groups": [len(g["params"]) for g in consolidated["param_groups"]],
                        "reference_groups": [len(g["params"]) for g in reference.state_dict()["param_groups"]],

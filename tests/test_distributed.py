@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmcourse.config import get_preset
+from llmcourse.sizing import sharded_memory
 from llmcourse.training.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +66,8 @@ def test_two_processes_train_the_single_process_model(strategy, accum, reference
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 processes" in done.stderr and done.stderr.count("training ") == 1  # rank 0 alone prints
     ours, theirs = losses(out), losses(reference[accum])
+    train = [m for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if m["kind"] == "train"]
+    assert all(m["loss"] == pytest.approx(sum(m["rank_losses"]) / 2, rel=1e-6) for m in train)  # each rank's half
     assert len(ours) == 6 and ours == pytest.approx(theirs, rel=LOSS_RTOL)
     got, want = load_checkpoint(out / "checkpoint.pt"), load_checkpoint(reference[accum] / "checkpoint.pt")
     assert got["model"].keys() == want["model"].keys()
@@ -100,6 +104,11 @@ def test_sharded_optimizer_equals_adamw_and_torchs_zero(tmp_path):
     assert result["consolidated_keys"] == list(range(result["parameters"]))
     assert result["consolidated_groups"] == result["reference_groups"]
     assert result["consolidated_settings"] == result["reference_settings"]
+    # the memory arithmetic of the scaling chapter: each of 2 processes holds about half of AdamW's 8 bytes/parameter
+    cfg = get_preset("tiny", n_layer=2, vocab_size=256, context_length=32)
+    expected = sharded_memory(cfg, 2, "zero1", 1).optimizer
+    assert sum(result["bytes_per_rank"]) == 2 * expected
+    assert max(result["bytes_per_rank"]) == pytest.approx(expected, rel=0.2)
 
 
 def test_a_failing_process_brings_the_run_down_with_its_error(tmp_path):

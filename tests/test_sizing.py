@@ -4,11 +4,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from conftest import saved_for_backward
 
 from llmcourse.config import get_preset
 from llmcourse.model import GPT
 from llmcourse.sizing import flops_per_token, parameter_count, training_compute, training_memory
+from llmcourse.training.memory import activation_bytes, measure_training_memory
 
 
 def hf_gpt2(cfg, attn="sdpa"):
@@ -68,17 +68,10 @@ def test_activation_estimate_is_close_to_what_autograd_saves():
 
 def test_weights_gradients_and_adamw_state_are_the_bytes_a_real_step_holds():
     cfg = get_preset("llama-1.2b", n_layer=2, d_model=64, n_head=4, n_kv_head=2, vocab_size=500, context_length=32)
-    model = GPT(cfg)
-    optimizer = torch.optim.AdamW(model.parameters())
-    x = torch.randint(0, cfg.vocab_size, (2, 32))
-    model(x, x)[1].backward()
-    optimizer.step()
-    params = list(model.parameters())
-    state = [t for p in params for name, t in optimizer.state[p].items() if name != "step"]  # step: one scalar
+    measured = measure_training_memory(GPT(cfg), torch.randint(0, cfg.vocab_size, (2, 32)))
     estimate = training_memory(cfg, 2, 32)
-    assert estimate.weights == sum(p.nbytes for p in params)
-    assert estimate.gradients == sum(p.grad.nbytes for p in params)
-    assert estimate.optimizer == sum(t.nbytes for t in state)
+    assert (measured.weights, measured.gradients, measured.optimizer) == (
+        estimate.weights, estimate.gradients, estimate.optimizer)
 
 
 def test_mixed_precision_memory_is_what_autocast_keeps():
@@ -88,7 +81,7 @@ def test_mixed_precision_memory_is_what_autocast_keeps():
     model = GPT(cfg)
     x = torch.randint(0, cfg.vocab_size, (4, 64))
     fp32, mixed = training_memory(cfg, 4, 64), training_memory(cfg, 4, 64, precision="bf16-mixed")
-    measured_fp32, measured_mixed = saved_for_backward(model, x, False), saved_for_backward(model, x, True)
+    measured_fp32, measured_mixed = activation_bytes(model, x, False), activation_bytes(model, x, True)
     assert measured_fp32 == pytest.approx(fp32.activations, rel=0.15)
     assert measured_mixed == pytest.approx(mixed.activations + mixed.weights - fp32.weights, rel=0.15)
     assert measured_mixed < measured_fp32
@@ -102,9 +95,9 @@ def test_activation_checkpointing_keeps_what_the_estimate_says():
     model = GPT(cfg)
     x = torch.randint(0, cfg.vocab_size, (4, 64))
     model.checkpoint_blocks = True
-    measured = saved_for_backward(model, x)
+    measured = activation_bytes(model, x)
     model.checkpoint_blocks = False
-    full = saved_for_backward(model, x)
+    full = activation_bytes(model, x)
     estimate = training_memory(cfg, 4, 64, checkpointing=True).activations
     one_block = training_memory(cfg, 4, 64).activations - training_memory(cfg.replace(n_layer=3), 4, 64).activations
     assert measured == pytest.approx(estimate - one_block, rel=0.05)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import saved_for_backward
 from llmcourse.config import get_preset
 from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.model import GPT
 from llmcourse.training import (
     Trainer, TrainingDiverged, get_train_preset, load_checkpoint, lr_at, make_optimizer, save_checkpoint,
 )
+from llmcourse.training.memory import activation_bytes
 
 TOKENS = np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
 
@@ -220,7 +220,7 @@ def _saved_bytes_and_grads(checkpointing: bool) -> tuple[int, dict[str, torch.Te
     model = GPT(get_preset("tiny", n_layer=4, vocab_size=256, context_length=64))
     model.checkpoint_blocks = checkpointing
     x = torch.randint(0, 256, (4, 64), generator=torch.Generator().manual_seed(1))
-    saved = saved_for_backward(model, x)
+    saved = activation_bytes(model, x)
     model(x, x)[1].backward()
     return saved, {n: p.grad for n, p in model.named_parameters()}
 

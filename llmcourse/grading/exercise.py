@@ -18,7 +18,8 @@ import torch
 # chapter number -> module that defines its exercises (imported on first use)
 CHAPTER_MODULES = {1: "llmcourse.grading.chapter01", 2: "llmcourse.grading.chapter02",
                    3: "llmcourse.grading.chapter03", 4: "llmcourse.grading.chapter04",
-                   5: "llmcourse.grading.chapter05", 6: "llmcourse.grading.chapter06"}
+                   5: "llmcourse.grading.chapter05", 6: "llmcourse.grading.chapter06",
+                   7: "llmcourse.grading.chapter07"}
 
 Case = tuple[str, tuple[Any, ...]]  # (label shown when it fails, positional arguments)
 

@@ -148,6 +148,13 @@ def mean_over_ranks(value: torch.Tensor, info: Distributed | None) -> torch.Tens
     return value / info.world_size
 
 
+def gather_values(value: torch.Tensor, info: Distributed) -> list[float]:
+    """Every process's scalar `value`, in rank order, on every process."""
+    values = [torch.zeros_like(value) for _ in range(info.world_size)]
+    dist.all_gather(values, value.detach().clone())
+    return [v.item() for v in values]
+
+
 def any_rank(flag: bool, info: Distributed | None) -> bool:
     """True on every process if `flag` is true on any (so that all stop at the same step)."""
     if info is None:

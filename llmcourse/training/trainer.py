@@ -29,8 +29,9 @@ from llmcourse.loss import bits_per_byte
 from llmcourse.progress import progress_bar
 from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
 from llmcourse.training.config import TrainConfig
-from llmcourse.training.distributed import (Distributed, any_rank, barrier, full_norm, full_state, gradient_sync,
-                                            load_full_state, mean_over_ranks, parameter_names, wrap)
+from llmcourse.training.distributed import (Distributed, any_rank, barrier, full_norm, full_state, gather_values,
+                                            gradient_sync, load_full_state, mean_over_ranks, parameter_names,
+                                            wrap)
 from llmcourse.training.optim import make_optimizer
 from llmcourse.training.schedule import lr_at
 
@@ -206,6 +207,8 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             total += loss.detach().float()
         loss_value = mean_over_ranks(total, self.dist).item()  # the whole batch's loss, the same on every process
+        # each process's loss on its own rows: the curves of the ranks, which average to loss_value
+        rank_losses = gather_values(total, self.dist) if self.dist is not None else None
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDiverged(self._diverged_message(f"the loss became {loss_value}"))
@@ -219,7 +222,10 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return {"loss": loss_value, "grad_norm": grad_norm, "lr": lr}
+        metrics = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr}
+        if rank_losses is not None:
+            metrics["rank_losses"] = rank_losses
+        return metrics
 
     def _diverged_message(self, what: str) -> str:
         kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path is not None

@@ -12,7 +12,8 @@ from plotly.subplots import make_subplots
 
 from llmcourse.config import ModelConfig, get_preset
 from llmcourse.viz.theme import MENU_ROW, PALETTE, SLIDER, TOP, menu_under_title, slider_below
-from llmcourse.sizing import GPU_PEAK_FLOPS, parameter_count, training_compute, training_memory
+from llmcourse.sizing import (GPU_PEAK_FLOPS, STRATEGIES, parameter_count, sharded_memory, training_compute,
+                              training_memory)
 
 GIB = 2**30
 MODES = [("fp32", False), ("bf16-mixed", False), ("fp32", True), ("bf16-mixed", True)]
@@ -111,3 +112,69 @@ def calculator_widget(preset: str = "gpt2") -> tuple[W.Widget, go.Figure]:
     widget = W.HBox([W.VBox([layers, width, heads, batch, seq, precision, ckpt]), out])
     snapshot = memory_figure({f"{preset} (as set)": base.replace(context_length=seq.value)}, batch_size=batch.value)
     return widget, snapshot
+
+
+STRATEGY_NAMES = {"ddp": "DDP (everything replicated)", "zero1": "ZeRO-1 (optimizer state sharded)",
+                  "zero2": "ZeRO-2 (+ gradients)", "fsdp": "FSDP / ZeRO-3 (+ weights)"}
+
+
+def sharding_figure(configs: Mapping[str, ModelConfig], batch_size: int = 1,
+                    devices: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
+                    device_gib: float = 80, checkpointing: bool = True, active: int = -1) -> go.Figure:
+    """Memory per device (fp32 AdamW, a micro-batch of `batch_size` at full context) against the number of
+    devices, one line per strategy; a menu picks the model (`active` first). The dashed line is one device's
+    memory."""
+    names = list(configs)
+    active = active % len(names)
+    fig = go.Figure()
+    for c, name in enumerate(names):
+        for k, strategy in enumerate(STRATEGIES):
+            totals = [sharded_memory(configs[name], n, strategy, batch_size, checkpointing=checkpointing).total
+                      / GIB for n in devices]
+            fig.add_scatter(x=list(devices), y=totals, mode="lines+markers", name=STRATEGY_NAMES[strategy],
+                            line=dict(color=PALETTE[k]), visible=c == active, legendgroup=strategy,
+                            hovertemplate=f"{name}, %{{x}} devices: %{{y:.1f}} GiB each<extra>"
+                                          f"{STRATEGY_NAMES[strategy]}</extra>")
+    # a trace, not a shape: a shape on a log axis takes the log of its position
+    fig.add_scatter(x=[devices[0], devices[-1]], y=[device_gib] * 2, mode="lines", name=f"one {device_gib:g} GiB "
+                    "device", line=dict(color="#555", dash="dash"), hoverinfo="skip")
+    per = len(STRATEGIES)
+    buttons = [dict(label=name, method="restyle",
+                    args=[{"visible": [i // per == c for i in range(len(names) * per)] + [True]}])
+               for c, name in enumerate(names)]
+    fig.update_xaxes(type="log", title="devices", tickvals=list(devices), ticktext=[str(n) for n in devices])
+    fig.update_yaxes(type="log", title="GiB per device")
+    checkpoint_note = ", activation checkpointing" if checkpointing else ""
+    fig.update_layout(title=f"Training memory per device<br><sup>fp32 AdamW, batch {batch_size} per device at "
+                            f"full context{checkpoint_note}</sup>",
+                      height=560 + MENU_ROW, margin=dict(t=TOP + 18 + MENU_ROW, b=150),
+                      updatemenus=[menu_under_title(buttons, active)],
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.22, yanchor="top"))
+    return fig
+
+
+def memory_context_figure(cfg: ModelConfig, contexts: tuple[int, ...], batch_sizes: tuple[int, ...],
+                          title: str = "Where the memory of a training step goes") -> go.Figure:
+    """The four parts of fp32 AdamW training memory (stacked) against the context length; a slider sets the batch
+    size. Only the activations grow with either."""
+    def parts(batch: int) -> dict[str, list[float]]:
+        mems = [training_memory(cfg.replace(context_length=max(contexts)), batch, T) for T in contexts]
+        return {part: [getattr(m, part) / GIB for m in mems] for part in PARTS}
+
+    first = parts(batch_sizes[0])
+    fig = go.Figure([go.Scatter(x=list(contexts), y=first[part], name=part, stackgroup="memory",
+                                line=dict(color=PALETTE[k]),
+                                hovertemplate=f"{part}: %{{y:.2f}} GiB at context %{{x}}<extra></extra>")
+                     for k, part in enumerate(PARTS)])
+    steps = []
+    for batch in batch_sizes:
+        ys = parts(batch)
+        steps.append(dict(label=str(batch), method="restyle", args=[{"y": [ys[part] for part in PARTS]}]))
+    clearance = 75
+    fig.update_layout(title=title + "<br><sup>fp32 AdamW, stacked; the slider sets the batch size</sup>",
+                      height=480 + SLIDER, margin=dict(t=TOP + 18, b=clearance + SLIDER),
+                      sliders=[slider_below(steps, 0, "batch size: ", clearance)])
+    fig.update_xaxes(title="context length (tokens)", type="log", tickvals=list(contexts),
+                     ticktext=[str(T) for T in contexts])
+    fig.update_yaxes(title="GiB")
+    return fig
