@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from IPython.display import display
 from plotly.subplots import make_subplots
@@ -126,3 +127,28 @@ class LiveCurves:
             show(self.figure())
         else:
             self._draw()
+
+
+def scaling_figure(records: list[dict[str, Any]], fit: tuple[float, float] | None = None,
+                   title: str = "Loss against compute, for models of several widths") -> go.Figure:
+    """Validation loss against training FLOPs, one line per model shape (records from
+    `llmcourse.training.scaling.isoflop_runs`), and the fitted power law L = a C^b of the best runs."""
+    fig = go.Figure()
+    for k, shape in enumerate(dict.fromkeys(r["shape"] for r in records)):
+        runs = sorted((r for r in records if r["shape"] == shape), key=lambda r: r["budget"])
+        fig.add_scatter(x=[r["budget"] for r in runs], y=[r["val_loss"] for r in runs], mode="lines+markers",
+                        name=f"{shape} ({runs[0]['params'] / 1e3:,.0f}k parameters)",
+                        line=dict(color=PALETTE[k % len(PALETTE)]),
+                        customdata=[[r["tokens"], r["steps"]] for r in runs],
+                        hovertemplate="%{x:.1e} FLOPs: loss %{y:.3f}<br>%{customdata[0]:,} tokens, "
+                                      "%{customdata[1]:,} steps<extra>" + shape + "</extra>")
+    if fit is not None:
+        a, b = fit
+        budgets = sorted({r["budget"] for r in records})
+        xs = np.geomspace(budgets[0], budgets[-1], 20)
+        fig.add_scatter(x=xs, y=a * xs ** b, mode="lines", line=dict(color="#555", dash="dash"),
+                        name=f"best runs: L = {a:.3g} C^{b:.3f}", hoverinfo="skip")
+    fig.update_xaxes(type="log", title="training compute (FLOPs)")
+    fig.update_yaxes(title="validation loss (nats/token)", type="log")  # a power law: a straight line
+    fig.update_layout(title=title, height=480, legend=dict(x=1, xanchor="right", y=1, yanchor="top"))
+    return fig
