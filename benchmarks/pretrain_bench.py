@@ -3,6 +3,7 @@
     python benchmarks/pretrain_bench.py learn {ours,lfs} MINUTES     # held-out bits per byte after MINUTES of training
     python benchmarks/pretrain_bench.py speed {trainer,simple} {fp32,bf16}   # training tokens/s of the two loops
     python benchmarks/pretrain_bench.py overhead                      # the trainer's features, in % of a step
+    python benchmarks/pretrain_bench.py checkpointing T               # activation checkpointing at context T
 
 `learn`: each side with its own recipe, as a learner would run it, on the same documents of chapter 2's split.
 - ours: `llmcourse train --minutes MINUTES` (the course recipe; its defaults), run as a learner runs it.
@@ -16,6 +17,9 @@ context), in bits per byte, so the two tokenizers compare.
 in bf16 autocast (for `train_model_simple`, the autocast a learner would wrap around it).
 
 `overhead`: per-step time of the trainer without clipping, with it; one evaluation and one checkpoint, as steps.
+
+`checkpointing`: a 6-layer GPT (width 384, a 2,048-token vocabulary, batch 8) at context T, with and without
+activation checkpointing: the bytes autograd keeps for backward, and the time of a forward and backward pass.
 """
 from __future__ import annotations
 
@@ -263,12 +267,40 @@ def overhead() -> dict:
             "eval_every": preset.eval_every, "checkpoint_s": checkpoint, "checkpoint_steps": checkpoint / step}
 
 
+def checkpointing(context: int, repeats: int = 5) -> dict:
+    from llmcourse.config import get_preset
+    from llmcourse.model import GPT
+    from llmcourse.training.memory import activation_bytes
+
+    cfg = get_preset("gpt2", n_layer=6, n_head=6, d_model=384, vocab_size=2048, context_length=context)
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    ids = torch.randint(0, cfg.vocab_size, (8, context), generator=torch.Generator().manual_seed(0))
+    out = {}
+    times = {False: [], True: []}
+    for on in (False, True):
+        model.checkpoint_blocks = on
+        out[f"kept_mb_{'on' if on else 'off'}"] = activation_bytes(model, ids) / 2**20
+        model(ids, ids)[1].backward()  # warm-up
+    for _ in range(repeats):  # interleaved, so that both share the machine's moods
+        for on in (False, True):
+            model.checkpoint_blocks = on
+            start = time.perf_counter()
+            model(ids, ids)[1].backward()
+            times[on].append(time.perf_counter() - start)
+    out["step_ms_off"] = 1e3 * float(np.median(times[False]))
+    out["step_ms_on"] = 1e3 * float(np.median(times[True]))
+    return out
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "learn":
         result = (learn_ours if args[0] == "ours" else learn_lfs)(float(args[1]))
     elif mode == "speed":
         result = speed(*args)
+    elif mode == "checkpointing":
+        result = checkpointing(int(args[0]))
     else:
         result = overhead()
     print(json.dumps(result))

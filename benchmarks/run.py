@@ -28,6 +28,7 @@ RUNS = 3
 SINGLE_THREAD = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 TCMALLOC = next(iter(sorted(Path("/usr/lib").glob("*/libtcmalloc_minimal.so.4"))), None)
 MODEL_ENV = {"LD_PRELOAD": str(TCMALLOC)} if TCMALLOC else {}
+CHECKPOINT_CONTEXTS = (256, 512, 1024)  # activation checkpointing is measured at these contexts
 LEARN_MINUTES = 5  # the training budget of the learning-per-CPU-minute comparison (one run per side: 2 x 5 minutes)
 LFS = "llms-from-scratch"
 HF = "transformers"
@@ -87,6 +88,9 @@ def measure_part(part: str) -> dict:
         return {"step": measure_interleaved("model_bench.py", {k: ("train", *v) for k, v in step.items()}, MODEL_ENV),
                 "generate": measure_interleaved("model_bench.py", {w: ("generate", *w.split("/")) for w in (
                     "ours", "ours-row", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)}
+    if part == "checkpointing":
+        return {"checkpointing": {str(T): measure("pretrain_bench.py", "checkpointing", str(T), env=MODEL_ENV)
+                                  for T in CHECKPOINT_CONTEXTS}}
     loops = {f"{loop}/{p}": ("speed", loop, p) for p in ("fp32", "bf16") for loop in ("trainer", "simple")}
     return {"learn": {side: run_once("pretrain_bench.py", "learn", side, str(LEARN_MINUTES), env=MODEL_ENV)
                       for side in ("ours", "lfs")},
@@ -94,7 +98,7 @@ def measure_part(part: str) -> dict:
             "overhead": measure("pretrain_bench.py", "overhead", env=MODEL_ENV)}
 
 
-PARTS = ("tokenization", "model", "pretraining")
+PARTS = ("tokenization", "model", "pretraining", "checkpointing")
 NEEDS_PEERS = ("model", "pretraining")
 
 
@@ -201,6 +205,13 @@ def pretraining_table(r: dict) -> list[str]:
         ("writing one checkpoint (model, optimizer, generators; atomic, fsync)", f"{o['checkpoint_s'] * 1e3:.0f} ms",
          f"one step: {o['step_ms']:.0f} ms", f"{o['checkpoint_steps']:.1f} steps"),
     ]
+    for T, c in r.get("checkpointing", {}).items():
+        rows.append((f"activation checkpointing, 6 layers of width 384, batch 8, context {T}: kept for backward, "
+                     f"and a forward and backward pass",
+                     f"{c['kept_mb_on']:.0f} MB, {c['step_ms_on']:.0f} ms",
+                     f"without it: {c['kept_mb_off']:.0f} MB, {c['step_ms_off']:.0f} ms",
+                     f"{c['kept_mb_on'] / c['kept_mb_off']:.2f}x the memory, "
+                     f"{c['step_ms_on'] / c['step_ms_off'] - 1:+.0%} time"))
     return _table("Pretraining (Part III)", rows)
 
 
