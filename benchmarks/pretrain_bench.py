@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,18 +74,17 @@ def scored_texts() -> list[str]:
 def learn_ours(minutes: float) -> dict:
     from llmcourse.loss import bits_per_byte
     from llmcourse.training.command import load_run
+    from llmcourse.training.data import encode_documents
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "llmcourse", "train", "--minutes", str(minutes), "--out", str(run)],
-                       check=True, stdout=sys.stderr, env={**__import__("os").environ, "TQDM_DISABLE": "1"})
+                       check=True, stdout=sys.stderr, env={**os.environ, "TQDM_DISABLE": "1"})
         wall = time.perf_counter() - start
         metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         model, tokenizer = load_run(run)
         config = json.loads((run / "run.json").read_text())["train_config"]
-    from llmcourse.training.data import encode_documents
-
     val_texts = scored_texts()
     val_ids = encode_documents(tokenizer, val_texts)
     loss = heldout_loss(model, val_ids, model.cfg.context_length)

@@ -49,6 +49,12 @@ def wait_for_figures(page) -> int:
     return count
 
 
+def pick_from_menu(figure, label: str) -> None:
+    """Open a figure's dropdown menu and click the entry labelled `label`, as a reader would."""
+    figure.locator(".updatemenu-header-group").click()
+    figure.locator(".updatemenu-dropdown-button").filter(has_text=label).click()
+
+
 @pytest.fixture(scope="module")
 def chapter(browser, built_book):
     page, problems = open_page(browser, built_book / "html" / CHAPTER_1)
@@ -175,8 +181,7 @@ def test_attention_explorer_works_without_a_kernel(browser, built_book):
     explorer.locator(".slider-group .slider-rail-touch-rect").click(position={"x": 300, "y": 5})  # another head
     page.wait_for_timeout(500)
     assert explorer.evaluate(weights) != before_weights and explorer.evaluate(mask) == before_mask
-    explorer.locator(".updatemenu-header-group").click()
-    explorer.locator(".updatemenu-dropdown-button").filter(has_text="sliding window").click()
+    pick_from_menu(explorer, "sliding window")
     page.wait_for_timeout(500)
     assert explorer.evaluate(mask) != before_mask and explorer.evaluate(prefix).startswith("sliding window")
     page.close()
@@ -198,8 +203,7 @@ def test_sampling_explorer_works_without_a_kernel(browser, built_book):
     page.wait_for_timeout(500)
     name, heights = explorer.evaluate(blue)
     assert name == "after: no filter" and sorted(heights)[-2:] == [0, 1]
-    explorer.locator(".updatemenu-header-group").click()
-    explorer.locator(".updatemenu-dropdown-button").filter(has_text="top-k 5").click()
+    pick_from_menu(explorer, "top-k 5")
     rail.click(position={"x": width - 20, "y": 5})  # the right end: temperature 2
     page.wait_for_timeout(500)
     name, heights = explorer.evaluate(blue)
@@ -217,8 +221,7 @@ def test_training_curves_compare_runs_without_a_kernel(browser, built_book):
     shown = """el => el._fullData.filter(t => t.visible === true && t.name.endsWith(': train'))
         .map(t => t.name.replace(': train', ''))"""
     assert "lr 0.001" in figure.evaluate(shown) and "lr 0.1, no warmup" not in figure.evaluate(shown)
-    figure.locator(".updatemenu-header-group").click()
-    figure.locator(".updatemenu-dropdown-button").filter(has_text="warmup").click()
+    pick_from_menu(figure, "warmup")
     page.wait_for_timeout(500)
     assert sorted(figure.evaluate(shown)) == ["lr 0.1", "lr 0.1, no warmup"]
     # hover a point of the curve where a reader's mouse would be: its pixel position from the figure's own axes
