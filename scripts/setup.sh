@@ -10,7 +10,8 @@ log() { printf '[setup] %s\n' "$*"; }
 # --- system packages -------------------------------------------------------------------------------------------
 apt_missing=()
 # fonts-noto-cjk and fonts-symbola: the PDF's fallback fonts for CJK and emoji (xelatex cannot use colour emoji fonts)
-for pkg in texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-xetex latexmk \
+# g++: DeepSpeed compiles its shared-memory all-reduce for the CPU on first use
+for pkg in g++ texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-xetex latexmk \
            fonts-freefont-otf fonts-dejavu-core fonts-noto-cjk fonts-symbola poppler-utils libtcmalloc-minimal4; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$pkg")
 done
@@ -35,10 +36,10 @@ stamp=.venv/.llmcourse-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned (constraints.txt): an unpinned torch anywhere in the tree would pull a CUDA build
-  log "installing torch, then llmcourse with its book and dev extras"
+  log "installing torch, then llmcourse with its book, dev and deepspeed extras"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -c constraints.txt torch
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[book,dev]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[book,dev,deepspeed]"
   echo "$want" > "$stamp"
 fi
 log "ready: $(.venv/bin/python -c 'import torch, llmcourse; print("llmcourse", llmcourse.__version__, "torch", torch.__version__)')"

@@ -1,12 +1,14 @@
 """Run by tests/test_distributed.py under torchrun (one copy per process):
 
-    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py resume {ddp,fsdp} OUT
+    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py resume {ddp,zero1,fsdp,deepspeed:zero3} OUT
     torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py fail ddp OUT
     torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py zero ddp OUT
+    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py shards deepspeed:zero1 OUT
 
 resume: an uninterrupted 6-step run (its state to OUT/whole.pt), then 3 steps, a stop, and a resume to 6 from a
         differently seeded model (its checkpoint in OUT/run). fail: rank 1 raises at step 2. zero: 3 AdamW steps under DDP
 with our ShardedOptimizer, torch's ZeroRedundancyOptimizer and plain AdamW; OUT/zero.json compares them.
+shards: one step under DeepSpeed ZeRO stages 1, 2 and 3; OUT/shards.json holds what each process keeps.
 """
 import json
 import sys
@@ -21,7 +23,8 @@ from llmcourse.training import Trainer, get_train_preset
 from llmcourse.training.distributed import init_distributed, shutdown
 
 mode, strategy, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-info, device = init_distributed(strategy)
+strategy, _, deepspeed_config = strategy.partition(":")  # deepspeed:zero3
+info, device = init_distributed(strategy, deepspeed_config=deepspeed_config or None)
 tokens = np.random.default_rng(0).integers(0, 256, 20_000).astype(np.uint16)
 cfg = get_train_preset("smoke", precision="fp32", max_steps=6, eval_every=3, grad_accum=2)
 
@@ -31,8 +34,9 @@ def model(seed: int) -> GPT:
     return GPT(get_preset("tiny", n_layer=2, vocab_size=256, context_length=32))
 
 
-def trainer(seed: int, **kwargs) -> Trainer:
-    return Trainer(model(seed), tokens, tokens, cfg, progress=False, device=device, distributed=info, **kwargs)
+def trainer(seed: int, distributed=info, **kwargs) -> Trainer:
+    return Trainer(model(seed), tokens, tokens, cfg, progress=False, device=device, distributed=distributed,
+                   **kwargs)
 
 
 try:
@@ -101,5 +105,22 @@ try:
                        "consolidated_settings": sorted(consolidated["param_groups"][0]),
                        "reference_settings": sorted(reference.state_dict()["param_groups"][0])},
                       open(out / "zero.json", "w"))
+    elif mode == "shards":
+        from dataclasses import replace
+
+        held = {}
+        for stage in (1, 2, 3):
+            run = trainer(0, distributed=replace(info, deepspeed_config=f"zero{stage}"))
+            run.train_step()
+            net = run.engine.module
+            # stage 3 leaves each parameter's shard in ds_tensor and an empty placeholder in the module
+            weights = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel() for p in net.parameters())
+            moments = sum(t.numel() for state in run.engine.optimizer.optimizer.state.values()
+                          for k, t in state.items() if k in ("exp_avg", "exp_avg_sq"))
+            every = [None] * info.world_size
+            torch.distributed.all_gather_object(every, {"weights": 4 * weights, "optimizer": 4 * moments})
+            held[f"zero{stage}"] = every
+        if info.is_main:
+            json.dump(held, open(out / "shards.json", "w"))
 finally:
     shutdown(info)

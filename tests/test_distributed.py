@@ -59,10 +59,19 @@ def reference(tmp_path_factory):
     return runs
 
 
-@pytest.mark.parametrize("strategy, accum", [("ddp", 1), ("ddp", 2), ("zero1", 2), ("fsdp", 2)])
+def strategy_arguments(strategy: str) -> list[str]:
+    """'deepspeed:zero3' -> the DeepSpeed strategy with the course's ZeRO-3 config."""
+    name, _, config = strategy.partition(":")
+    return ["--strategy", name] + (["--deepspeed-config", config] if config else [])
+
+
+@pytest.mark.parametrize("strategy, accum", [("ddp", 1), ("ddp", 2), ("zero1", 2), ("fsdp", 2),
+                                             ("deepspeed:zero1", 2), ("deepspeed:zero2", 1),
+                                             ("deepspeed:zero3", 2)])
 def test_two_processes_train_the_single_process_model(strategy, accum, reference, tmp_path):
     out = tmp_path / "run"
-    done = torchrun("-m", "llmcourse", *TRAIN, "--grad-accum", str(accum), "--strategy", strategy, "--out", str(out))
+    done = torchrun("-m", "llmcourse", *TRAIN, "--grad-accum", str(accum), *strategy_arguments(strategy), "--out",
+                    str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 processes" in done.stderr and done.stderr.count("training ") == 1  # rank 0 alone prints
     ours, theirs = losses(out), losses(reference[accum])
@@ -73,6 +82,14 @@ def test_two_processes_train_the_single_process_model(strategy, accum, reference
     assert got["model"].keys() == want["model"].keys()
     worst = max((got["model"][k] - want["model"][k]).abs().max().item() for k in want["model"])
     assert worst < WEIGHT_ATOL, worst
+    if strategy.startswith("deepspeed"):  # AdamW's state is in DeepSpeed's shards, which only it reads
+        stage = int(strategy[-1])
+        assert got["deepspeed"] == {"tag": "step-6", "world_size": 2, "stage": stage}
+        assert [p.name for p in (out / "deepspeed").iterdir() if p.is_dir()] == ["step-6"]
+        refused = single("train", "--out", str(out), "--resume")
+        assert refused.returncode == 2
+        assert "resume it with torchrun --nproc-per-node 2 and --strategy deepspeed" in refused.stderr
+        return
     moments = got["optimizer"]["state"], want["optimizer"]["state"]  # AdamW's state: the single-process layout
     assert moments[0].keys() == moments[1].keys()
     for i in moments[1]:
@@ -82,7 +99,7 @@ def test_two_processes_train_the_single_process_model(strategy, accum, reference
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "zero1", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", "zero1", "fsdp", "deepspeed:zero2", "deepspeed:zero3"])
 def test_a_resumed_distributed_run_is_bit_identical(strategy, tmp_path):
     done = torchrun(str(HERE / "distributed_worker.py"), "resume", strategy, str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -91,6 +108,8 @@ def test_a_resumed_distributed_run_is_bit_identical(strategy, tmp_path):
     strip = lambda h: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in h]  # noqa: E731 (timings)
     assert resumed["step"] == 6 and strip(resumed["history"]) == strip(whole["history"])
     assert all(torch.equal(resumed["model"][k], whole["model"][k]) for k in whole["model"])
+    if strategy.startswith("deepspeed"):  # step 3's shards went once step 6's checkpoint named its own
+        assert [p.name for p in (tmp_path / "run" / "deepspeed").iterdir() if p.is_dir()] == ["step-6"]
 
 
 def test_sharded_optimizer_equals_adamw_and_torchs_zero(tmp_path):
@@ -109,6 +128,23 @@ def test_sharded_optimizer_equals_adamw_and_torchs_zero(tmp_path):
     expected = sharded_memory(cfg, 2, "zero1", 1).optimizer
     assert sum(result["bytes_per_rank"]) == 2 * expected
     assert max(result["bytes_per_rank"]) == pytest.approx(expected, rel=0.2)
+
+
+def test_deepspeed_shards_what_the_calculator_says(tmp_path):
+    """Each process's share under DeepSpeed's ZeRO stages, against the scaling chapter's arithmetic: stages 1 and 2
+    split AdamW's moments over the 2 processes, stage 3 the weights as well (the shards are padded to equal
+    lengths, hence the 1 % slack)."""
+    pytest.importorskip("deepspeed")
+    done = torchrun(str(HERE / "distributed_worker.py"), "shards", "deepspeed:zero1", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    held = json.loads((tmp_path / "shards.json").read_text())
+    cfg = get_preset("tiny", n_layer=2, vocab_size=256, context_length=32)
+    full = sharded_memory(cfg, 1, "ddp", 1)
+    for stage, ranks in held.items():
+        for rank in ranks:
+            assert rank["optimizer"] == pytest.approx(full.optimizer / 2, rel=0.01), stage
+            weights = full.weights / 2 if stage == "zero3" else full.weights
+            assert rank["weights"] == pytest.approx(weights, rel=0.01), stage
 
 
 def test_a_failing_process_brings_the_run_down_with_its_error(tmp_path):

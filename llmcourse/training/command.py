@@ -2,6 +2,7 @@
 command line. The same `Trainer` runs in the chapters, here, and under torchrun:
 
     torchrun --nproc-per-node 2 -m llmcourse train --strategy fsdp    # or ddp (the default), zero1
+    torchrun --nproc-per-node 2 -m llmcourse train --strategy deepspeed --deepspeed-config zero3
 
 A run folder holds: tokenizer.json, checkpoint.pt (model, optimizer, generators, step: what --resume continues),
 metrics.jsonl (one line per step and per evaluation), run.json (the model and training configs, the corpus), and the
@@ -23,11 +24,12 @@ from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.model import GPT
 from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
 from llmcourse.training.checkpoint import load_checkpoint
+from llmcourse.training.deepspeed_engine import MissingExtra, deepspeed_config
 from llmcourse.training.config import TRAIN_PRESETS, get_train_preset
 from llmcourse.training.data import PretrainingData, encode_documents, prepare_data
-from llmcourse.training.distributed import (STRATEGIES, Distributed, init_distributed, same_on_all_ranks,
-                                            shutdown)
-from llmcourse.training.trainer import CHECKPOINT, Trainer
+from llmcourse.training.distributed import (STRATEGIES, Distributed, init_distributed, launched_by_torchrun,
+                                            same_on_all_ranks, shutdown)
+from llmcourse.training.trainer import CHECKPOINT, Trainer, resolve_precision
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +54,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "preset's)")
     parser.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step (default: the preset's)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="ddp",
-                        help="under torchrun: ddp (a model copy per process), zero1 (the optimizer state sharded) or "
-                             "fsdp (everything sharded); default: ddp")
+                        help="under torchrun: ddp (a model copy per process), zero1 (the optimizer state sharded), "
+                             "fsdp (everything sharded) or deepspeed (needs --deepspeed-config); default: ddp")
+    parser.add_argument("--deepspeed-config", metavar="CONFIG",
+                        help="with --strategy deepspeed: zero1, zero2, zero3 (shipped with the course) or a "
+                             "DeepSpeed JSON config file")
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,10 +86,17 @@ def _steps_for_minutes(model: GPT, data: PretrainingData, cfg, device, minutes: 
 
 def train_command(args: argparse.Namespace) -> int:
     """Under torchrun, every process runs this; rank 0 alone prints and writes."""
-    info, device = init_distributed(args.strategy, args.device)
+    try:
+        if args.strategy == "deepspeed" and not launched_by_torchrun():
+            raise ValueError("--strategy deepspeed runs under torchrun: torchrun --nproc-per-node 2 -m llmcourse "
+                             "train --strategy deepspeed ...")
+        info, device = init_distributed(args.strategy, args.device, args.deepspeed_config)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         return _train(args, info, device)
-    except (ValueError, CheckpointError) as err:  # a bad setting or file: one clear line, not a traceback
+    except (ValueError, CheckpointError, MissingExtra) as err:  # a bad setting or file: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
@@ -111,6 +123,8 @@ def _train(args: argparse.Namespace, info: Distributed | None, device: torch.dev
         args.vocab_size = get_preset(args.model).vocab_size
     if info is not None:
         info.rows(cfg.batch_size)  # a batch the processes cannot share is refused before any work
+        if info.strategy == "deepspeed":  # so is a DeepSpeed config this run cannot follow
+            deepspeed_config(info.deepspeed_config, cfg, info, resolve_precision(cfg.precision, device), device)
     say(f"preparing {args.corpus} with a {args.vocab_size}-token BPE vocabulary ...")
     data = prepare_data(args.corpus, args.vocab_size)
     torch.manual_seed(cfg.seed)
@@ -132,7 +146,8 @@ def _train(args: argparse.Namespace, info: Distributed | None, device: torch.dev
             (out / "run.json").write_text(json.dumps({
                 "corpus": args.corpus, "model_preset": args.model, "vocab_size": args.vocab_size,
                 "train_config": cfg.as_dict()}, indent=1))
-    where = f"{info.world_size} processes ({info.strategy}) on {device.type}" if info else str(device)
+    how = info and (info.strategy if info.deepspeed_config is None else f"deepspeed {info.deepspeed_config}")
+    where = f"{info.world_size} processes ({how}) on {device.type}" if info else str(device)
     say(f"training {sum(p.numel() for p in model.parameters()):,} parameters for {cfg.max_steps} steps "
         f"({cfg.max_steps * cfg.tokens_per_step:,} tokens) on {where} in {out}")
     trainer = Trainer(model, data.train_ids, data.val_ids, cfg, out_dir=out, resume=args.resume, device=device,

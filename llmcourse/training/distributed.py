@@ -1,7 +1,7 @@
 """Data parallelism on torch.distributed: the trainer's steps spread over processes that torchrun
 starts.
 
-    torchrun --nproc-per-node 2 -m llmcourse train --strategy ddp    # or zero1, fsdp
+    torchrun --nproc-per-node 2 -m llmcourse train --strategy ddp    # or zero1, fsdp, deepspeed
 
 gloo carries the collectives on CPUs, NCCL on GPUs.
 
@@ -18,6 +18,8 @@ gloo carries the collectives on CPUs, NCCL on GPUs.
 - **fsdp**: FSDP2's `fully_shard`, on each block and then on the whole model, shards the
   parameters, gradients and AdamW's moments; each block's full weights are gathered just before
   its forward and backward.
+- **deepspeed**: DeepSpeed's ZeRO stage 1, 2 or 3 from a config file
+  (`llmcourse.training.deepspeed_engine`, an optional extra).
 - **Rank 0 alone prints and writes.** Checkpoints hold the full (gathered) state in the
   single-process format, so a run resumes on any number of processes.
 - **Failures end the run.** When a process raises, torchrun stops the others; a collective whose
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal
@@ -38,8 +41,8 @@ import torch.distributed as dist
 
 from llmcourse.device import pick_device
 
-Strategy = Literal["ddp", "fsdp", "zero1"]
-STRATEGIES = ("ddp", "fsdp", "zero1")
+Strategy = Literal["ddp", "fsdp", "zero1", "deepspeed"]
+STRATEGIES = ("ddp", "fsdp", "zero1", "deepspeed")
 TIMEOUT = datetime.timedelta(minutes=5)  # a collective that waits longer than this fails
 
 
@@ -51,10 +54,16 @@ class Distributed:
     world_size: int
     local_rank: int
     strategy: Strategy = "ddp"
+    deepspeed_config: str | None = None  # deepspeed: a shipped config's name or a JSON file
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if (self.strategy == "deepspeed") != (self.deepspeed_config is not None):
+            raise ValueError(
+                "--strategy deepspeed goes with --deepspeed-config (zero1, zero2, zero3 or a JSON "
+                "file), and --deepspeed-config with --strategy deepspeed alone"
+            )
 
     @property
     def is_main(self) -> bool:
@@ -62,6 +71,12 @@ class Distributed:
 
     def rows(self, batch_size: int) -> slice:
         """This process's rows of a global batch of `batch_size` sequences."""
+        if batch_size < self.world_size:
+            raise ValueError(
+                f"{self.world_size} processes but {batch_size} sequences per micro-batch: every "
+                f"process needs rows of its own. Use --batch-size {self.world_size} or more (a "
+                f"multiple of {self.world_size}), or fewer processes"
+            )
         if batch_size % self.world_size:
             raise ValueError(
                 f"a batch of {batch_size} sequences does not split evenly over {self.world_size} "
@@ -76,7 +91,7 @@ def launched_by_torchrun() -> bool:
 
 
 def init_distributed(
-    strategy: Strategy = "ddp", device: str | None = None
+    strategy: Strategy = "ddp", device: str | None = None, deepspeed_config: str | None = None
 ) -> tuple[Distributed | None, torch.device]:
     """Join the process group that torchrun set up (None when this is a single process), and pick
     the device: each process its own GPU (LOCAL_RANK) with NCCL, else the CPU with gloo."""
@@ -87,6 +102,7 @@ def init_distributed(
         int(os.environ["WORLD_SIZE"]),
         int(os.environ["LOCAL_RANK"]),
         strategy,
+        deepspeed_config,
     )
     chosen = pick_device(device)
     if chosen.type == "cuda":
@@ -103,7 +119,9 @@ def init_distributed(
 
 def wrap(model: torch.nn.Module, info: Distributed, device: torch.device) -> torch.nn.Module:
     """What the trainer calls forward on: the DDP wrapper, or the model itself sharded in place by
-    fully_shard."""
+    fully_shard (DeepSpeed's engine wraps the model in the trainer, with the optimizer)."""
+    if info.strategy == "deepspeed":
+        return model
     if info.strategy in ("ddp", "zero1"):
         from torch.nn.parallel import DistributedDataParallel
 
@@ -265,4 +283,7 @@ def barrier(info: Distributed | None) -> None:
 
 def shutdown(info: Distributed | None) -> None:
     if info is not None and dist.is_initialized():
+        # free the engines this process made (DeepSpeed's ZeRO-3 keeps collectives in flight) while
+        # their process group exists: freed at interpreter exit, after it, gloo aborts the process
+        gc.collect()
         dist.destroy_process_group()

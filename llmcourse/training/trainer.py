@@ -28,6 +28,7 @@ from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.loss import bits_per_byte
 from llmcourse.progress import progress_bar
 from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
+from llmcourse.training import deepspeed_engine
 from llmcourse.training.config import TrainConfig
 from llmcourse.training.distributed import (Distributed, any_rank, barrier, full_norm, full_state, gather_values,
                                             gradient_sync, load_full_state, mean_over_ranks, parameter_names,
@@ -83,6 +84,7 @@ class Trainer:
             model.checkpoint_blocks = True
         wrapped = wrap(self.model, distributed, self.device) if distributed is not None else self.model
         self.precision = resolve_precision(cfg.precision, self.device)
+        self.engine = None  # DeepSpeed's, under --strategy deepspeed
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = distributed is None or distributed.is_main
         self.callbacks, self.bytes_per_token = list(callbacks), bytes_per_token
@@ -91,7 +93,14 @@ class Trainer:
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device,
                                         sharded=distributed is not None and distributed.strategy == "zero1")
         self.param_names = parameter_names(model, self.optimizer)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        if distributed is not None and distributed.strategy == "deepspeed":
+            ds_config = deepspeed_engine.deepspeed_config(distributed.deepspeed_config, cfg, distributed,
+                                                          self.precision, self.device)
+            # the engine steps, clips, casts to bf16/fp16 and scales fp16 losses itself
+            wrapped = self.engine = deepspeed_engine.initialize(model, self.optimizer, ds_config, self.device)
+            self.optimizer = self.engine.optimizer
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.precision == "fp16" and self.engine is None)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # the data sampler: its state is the data position
         self.step = 0
         self.history: list[dict[str, Any]] = []  # every metric reported, so a resumed run keeps its whole curve
@@ -112,7 +121,10 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything a resume needs. Under fsdp every process must call it; only rank 0 gets the weights."""
-        weights, moments = full_state(self.model, self.optimizer, self.dist, self.param_names)
+        if self.engine is not None:  # AdamW's state stays in DeepSpeed's shards (see save)
+            weights, moments = deepspeed_engine.full_weights(self.engine, self.dist), {}
+        else:
+            weights, moments = full_state(self.model, self.optimizer, self.dist, self.param_names)
         return {
             "model": weights, "optimizer": moments,
             "scaler": self.scaler.state_dict(), "step": self.step, "data_rng": self.generator.get_state(),
@@ -126,8 +138,12 @@ class Trainer:
         if self.checkpoint_path is None:
             raise ValueError("this trainer has no out_dir to save checkpoints in")
         state = self.state()
+        if self.engine is not None:
+            state["deepspeed"] = deepspeed_engine.save_shards(self.engine, self.out_dir, self.step)
         if self.is_main:
             save_checkpoint(self.checkpoint_path, state)
+            if self.engine is not None:  # only now that checkpoint.pt names the new shards
+                deepspeed_engine.remove_old_shards(self.out_dir, keep=state["deepspeed"]["tag"])
         barrier(self.dist)  # no process reads or moves on before the file is whole
         return self.checkpoint_path
 
@@ -141,7 +157,19 @@ class Trainer:
         if changed:
             raise CheckpointError(f"{self.checkpoint_path} was written with another config; to resume, use the saved "
                                   f"one. Fields that differ (saved -> now):\n  " + "\n  ".join(changed))
-        load_full_state(self.model, self.optimizer, state["model"], state["optimizer"], self.dist, self.param_names)
+        if "deepspeed" in state and self.engine is None:
+            saved = state["deepspeed"]
+            raise CheckpointError(f"{self.checkpoint_path} keeps AdamW's state in DeepSpeed's shards: resume it with "
+                                  f"torchrun --nproc-per-node {saved['world_size']} and --strategy deepspeed (ZeRO "
+                                  f"stage {saved['stage']})")
+        if self.engine is not None:
+            if "deepspeed" not in state:
+                raise CheckpointError(f"{self.checkpoint_path} was not written by a DeepSpeed run: resume it with "
+                                      f"the strategy that wrote it")
+            deepspeed_engine.load_shards(self.engine, self.out_dir, state["deepspeed"])
+        else:
+            load_full_state(self.model, self.optimizer, state["model"], state["optimizer"], self.dist,
+                            self.param_names)
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -163,7 +191,7 @@ class Trainer:
             callback(metrics)
 
     def _autocast(self):
-        if self.precision == "fp32":
+        if self.precision == "fp32" or self.engine is not None:  # DeepSpeed casts the model itself
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
 
@@ -196,6 +224,8 @@ class Trainer:
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.engine is not None:
+            return self._deepspeed_step(lr)
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             x, y = random_batch(self.train_tokens, cfg.batch_size, cfg.context_length, self.generator, self.rows)
@@ -226,6 +256,29 @@ class Trainer:
         if rank_losses is not None:
             metrics["rank_losses"] = rank_losses
         return metrics
+
+    def _deepspeed_step(self, lr: float) -> dict[str, float]:
+        """train_step under DeepSpeed: engine.step() after every backward, which steps AdamW only on the last
+        micro-batch (after averaging, clipping and, in fp16, unscaling)."""
+        cfg = self.cfg
+        total = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum):
+            x, y = random_batch(self.train_tokens, cfg.batch_size, cfg.context_length, self.generator, self.rows)
+            _, loss = self.engine(x.to(self.device), y.to(self.device))
+            self.engine.backward(loss)  # divides by the accumulation steps itself
+            total += loss.detach().float() / cfg.grad_accum
+            if micro < cfg.grad_accum - 1:
+                self.engine.step()
+        loss_value = mean_over_ranks(total, self.dist).item()
+        rank_losses = gather_values(total, self.dist)
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(self._diverged_message(f"the loss became {loss_value}"))
+        self.engine.step()
+        grad_norm = float(self.engine.get_global_grad_norm())
+        if not math.isfinite(grad_norm) and self.precision != "fp16":  # fp16's loss scaler skips such steps
+            raise TrainingDiverged(self._diverged_message(f"the gradient norm became {grad_norm}"))
+        self.step += 1
+        return {"loss": loss_value, "grad_norm": grad_norm, "lr": lr, "rank_losses": rank_losses}
 
     def _diverged_message(self, what: str) -> str:
         kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path is not None
