@@ -3,6 +3,7 @@
     python benchmarks/run.py             # 3 runs of each measurement, medians, one machine, one sitting
     python benchmarks/run.py --render    # rewrite results.md from the last run's results.json, measuring nothing
     python benchmarks/run.py --only pretraining   # measure one part (tokenization, model, pretraining), keep the rest
+    python benchmarks/run.py --only gpu   # GPT-2 124M on one GPU: tokens/s and MFU (where there is a CUDA GPU)
 
 Every measurement runs in a fresh process. The runs of the sides of one comparison are interleaved (A B C, A B C, ...)
 so that a noisy neighbour slows them alike, and every model measurement uses the same allocator: tcmalloc when the
@@ -88,6 +89,8 @@ def measure_part(part: str) -> dict:
         return {"step": measure_interleaved("model_bench.py", {k: ("train", *v) for k, v in step.items()}, MODEL_ENV),
                 "generate": measure_interleaved("model_bench.py", {w: ("generate", *w.split("/")) for w in (
                     "ours", "ours-row", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)}
+    if part == "gpu":  # one run: minutes of GPU time, and a GPU is rarely shared with a noisy neighbour
+        return {"gpu": run_once("gpu_bench.py")}
     if part == "checkpointing":
         return {"checkpointing": {str(T): measure("pretrain_bench.py", "checkpointing", str(T), env=MODEL_ENV)
                                   for T in CHECKPOINT_CONTEXTS}}
@@ -98,14 +101,15 @@ def measure_part(part: str) -> dict:
             "overhead": measure("pretrain_bench.py", "overhead", env=MODEL_ENV)}
 
 
-PARTS = ("tokenization", "model", "pretraining", "checkpointing")
+PARTS = ("tokenization", "model", "pretraining", "checkpointing", "gpu")
 NEEDS_PEERS = ("model", "pretraining")
 
 
 def measure_all(parts: tuple[str, ...] = PARTS, results: dict | None = None) -> dict:
     """Measure `parts` into `results` (a previous run's, whose other parts are kept), dating each part."""
     results = dict(results or {})
-    results["machine"] = machine()
+    if set(parts) - {"gpu"}:  # the GPU benchmark records its own device
+        results["machine"] = machine()
     dates = results.setdefault("dates", {})
     for part in parts:
         if part in NEEDS_PEERS and not (HERE / ".peers" / "llms_from_scratch").exists():
@@ -215,6 +219,26 @@ def pretraining_table(r: dict) -> list[str]:
     return _table("Pretraining (Part III)", rows)
 
 
+def gpu_lines(g: dict) -> list[str]:
+    nano = (f"nanoGPT's README reports ~135 ms per training step of GPT-2 124M at batch 12 x 1,024 tokens with "
+            f"torch.compile, on an A100: ~{round(g['nanogpt_tokens_per_s'], -3):,.0f} tokens/s, "
+            f"~{g['nanogpt_mfu']:.0%} MFU by the same FLOP count.")
+    if "skipped" in g:
+        return ["**One GPU (Part III)**", "",
+                f"Not measured: {g['skipped']}. `python benchmarks/run.py --only gpu` measures GPT-2 124M trained by "
+                f"the course's `Trainer` in bf16 with torch.compile, in tokens/s and MFU (model FLOPs utilisation: "
+                f"the share of the GPU's peak that does the model's arithmetic). The course's goal is at least 50 % "
+                f"on an H100. For comparison, {nano}", ""]
+    mfu = "an unknown peak" if g["mfu"] is None else f"{g['mfu']:.0%} MFU"
+    rows = [(f"GPT-2 124M training step, batch {g['batch']} x {g['context']:,} tokens, {g['precision']}, "
+             f"{'torch.compile' if g['compiled'] else 'eager'}, on {g['device']}",
+             f"{g['tokens_per_s']:,.0f} tokens/s, {mfu}, {g['peak_memory_gb']:.1f} GB",
+             f"nanoGPT on an A100 (published): ~{round(g['nanogpt_tokens_per_s'], -3):,.0f} tokens/s, "
+             f"{g['nanogpt_mfu']:.0%} MFU",
+             "MFU is the ratio that compares across GPUs")]
+    return _table(f"One GPU (Part III), measured on {g['date']}", rows) + [nano, ""]
+
+
 def _table(title: str, rows: list[tuple[str, str, str, str]]) -> list[str]:
     lines = [f"**{title}**", "", "| what is measured | llmcourse | the other side | llmcourse against it |",
              "|---|---|---|---|"]
@@ -224,7 +248,8 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> list[str]:
 def render(r: dict) -> str:
     m = r["machine"]
     dates = r.get("dates", {})
-    when = ", ".join(f"{part} on {dates[part]}" for part in PARTS if part in dates) or f"on {m['date']}"
+    cpu_parts = [part for part in PARTS if part in dates and part != "gpu"]  # the GPU part names its device
+    when = ", ".join(f"{part} on {dates[part]}" for part in cpu_parts) or f"on {m['date']}"
     lines = [f"Measured on a machine with {m['cores']} cores ({m['cpu']}), CPU only ({when}): Python "
              f"{m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}, tiktoken {m['tiktoken']}; the model "
              f"benchmarks ran with {m['allocator']}. Each number is the median of {RUNS} runs, except the "
@@ -234,6 +259,8 @@ def render(r: dict) -> str:
         lines += model_table(r)
     if "learn" in r:
         lines += pretraining_table(r)
+    if "gpu" in r:
+        lines += gpu_lines(r["gpu"])
     return "\n".join(lines)
 
 
@@ -252,17 +279,24 @@ GOALS = [
      lambda r: r["generate"]["ours"]["tokens_per_s"] / r["generate"]["hf"]["tokens_per_s"], 1.2),
     ("learning per CPU minute: bits per byte at most 0.85x llms-from-scratch's (their bpb / ours >= 1/0.85)",
      lambda r: r["learn"]["lfs"]["bpb"] / r["learn"]["ours"]["bpb"], 1 / 0.85),
+    ("GPT-2 124M training at 50 % MFU or more on an H100", lambda r: _h100_mfu(r) / 0.5, 1.0),
     ("KV cache 5x no cache",
      lambda r: r["generate"]["ours"]["tokens_per_s"] / r["generate"]["ours-nocache"]["tokens_per_s"], 5.0),
 ]
+
+
+def _h100_mfu(r: dict) -> float:
+    if "H100" not in r["gpu"].get("device", ""):
+        raise KeyError("not measured on an H100")
+    return r["gpu"]["mfu"]
 
 
 def check_goals(r: dict) -> None:
     for what, ratio, goal in GOALS:
         try:
             value = ratio(r)
-        except KeyError:
-            continue  # not measured in this run
+        except (KeyError, TypeError):
+            continue  # not measured in this run (or on a GPU whose peak is unknown)
         print(f"{'met    ' if value >= goal else 'NOT met'}  {what}: {value:.2f} (goal {goal})")
 
 
@@ -277,7 +311,8 @@ def main(argv: list[str]) -> None:
         results = measure_all((part,), json.loads(previous.read_text()) if previous.exists() else None)
     else:
         results = measure_all()
-        (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    if "--render" not in argv:
+        previous.write_text(json.dumps(results, indent=1) + "\n")
     text = render(results)
     (HERE / "results.md").write_text(text)
     print(text)

@@ -70,13 +70,17 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
 
 def activation_elements_per_token(cfg: ModelConfig, checkpointing: bool = False) -> int:
     """Tensors one block saves for backward, in elements per token (sdpa/flash attention: no T x T matrix kept).
-    Counted for GPT-2's block; Llama's RMSNorm in fp32 and RoPE keep more (measured: about a third more)."""
+    Checked against what autograd saves in transformers' GPT-2 and Llama blocks (tests/test_sizing.py)."""
     d, kv = cfg.d_model, cfg.kv_heads * cfg.head_dim
     if checkpointing:
         return d  # only the block's input; everything else is recomputed in backward
-    norms = 2 * d
-    attention = d + (d + 2 * kv) + d + d  # q/k/v projection input, q/k/v, attention output, output-projection input
-    mlp = d + (2 if cfg.mlp == "gelu" else 3) * cfg.ffn_dim  # input; pre/post activation (SwiGLU: gate, up, product)
+    # LayerNorm's fused kernel keeps its input; RMSNorm, written out as Llama's is, also the normalised values
+    norms = 2 * (d if cfg.norm == "layernorm" else 2 * d)
+    # the q/k/v projection's input; q, k and v; the attention output, which the output projection reads as it is
+    attention = d + (d + 2 * kv) + d
+    # the MLP's input, then GELU: before and after the activation; SwiGLU: the gate before and after SiLU, up, and
+    # their product
+    mlp = d + (2 if cfg.mlp == "gelu" else 4) * cfg.ffn_dim
     return norms + attention + mlp
 
 

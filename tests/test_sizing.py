@@ -7,7 +7,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from llmcourse.config import get_preset
 from llmcourse.model import GPT
-from llmcourse.sizing import flops_per_token, parameter_count, training_compute, training_memory
+from llmcourse.sizing import (activation_elements_per_token, flops_per_token, parameter_count, training_compute,
+                              training_memory)
 from llmcourse.training.memory import activation_bytes, measure_training_memory
 
 
@@ -47,9 +48,8 @@ def test_flops_per_token_matches_torch_flop_counter():
     assert counter.get_total_flops() == pytest.approx(flops_per_token(cfg, 64) * x.numel(), rel=1e-9)
 
 
-def test_activation_estimate_is_close_to_what_autograd_saves():
-    cfg = get_preset("gpt2", n_layer=2, d_model=128, n_head=4, vocab_size=1000, context_length=64)
-    model = hf_gpt2(cfg).eval()
+def hf_saved_bytes(model, x: torch.Tensor) -> int:
+    """Bytes autograd keeps for the backward pass of a transformers model's loss, its weights left out."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved = {}
 
@@ -57,13 +57,38 @@ def test_activation_estimate_is_close_to_what_autograd_saves():
         saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
-    x = torch.randint(0, cfg.vocab_size, (4, 64))
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x, labels=x)
-    measured = sum(n for ptr, n in saved.items() if ptr not in params)
+    return sum(n for ptr, n in saved.items() if ptr not in params)
+
+
+def test_activation_estimate_is_close_to_what_autograd_saves():
+    cfg = get_preset("gpt2", n_layer=2, d_model=128, n_head=4, vocab_size=1000, context_length=64)
+    x = torch.randint(0, cfg.vocab_size, (4, 64))
+    measured = hf_saved_bytes(hf_gpt2(cfg).eval(), x)
     estimate = training_memory(cfg, 4, 64).activations
     # The estimate counts the big tensors only (not LayerNorm statistics or index tensors): within 15 %.
     assert 0.85 * measured <= estimate <= measured
+
+
+def test_the_llama_estimate_is_close_to_what_transformers_llama_saves():
+    """Llama's block keeps more than GPT-2's: RMSNorm computed step by step, and SwiGLU's four tensors."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def hf_llama(n_layer: int):
+        torch.manual_seed(0)
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=1000, hidden_size=128, intermediate_size=344, num_hidden_layers=n_layer,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+            attn_implementation="sdpa", tie_word_embeddings=True))
+
+    cfg = get_preset("llama-1.2b", n_layer=2, d_model=128, n_head=4, n_kv_head=2, d_ff=344, vocab_size=1000,
+                     context_length=64)
+    x = torch.randint(0, cfg.vocab_size, (4, 64))
+    two, three = (hf_saved_bytes(hf_llama(n), x) for n in (2, 3))
+    one_block = (three - two) / x.numel() / 4  # elements per token of one more block, in fp32
+    assert activation_elements_per_token(cfg) == pytest.approx(one_block, rel=0.02)
+    assert training_memory(cfg, 4, 64).activations == pytest.approx(two, rel=0.1)
 
 
 def test_weights_gradients_and_adamw_state_are_the_bytes_a_real_step_holds():

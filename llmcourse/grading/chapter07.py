@@ -57,9 +57,9 @@ register(Exercise(
     cases=lambda g: [(name, (name,)) for name in PRESETS],
     reference=_block_elements,
     compare=lambda expected, got: close_number(expected, got, rel=1e-12),
-    hint="per token: the inputs of both norms (2d); attention: the q/k/v projection's input (d), q, k and v "
-         "(d + 2 * kv_heads * head_dim), the attention output (d) and the output projection's input (d); the MLP: "
-         "its input (d) and ffn_dim per tensor it keeps (2 for GELU, 3 for SwiGLU).",
+    hint="per token: each norm's input (d; an RMSNorm also keeps the normalised values, d more); attention: the "
+         "q/k/v projection's input (d), q, k and v (d + 2 * kv_heads * head_dim) and the attention output (d); the "
+         "MLP: its input (d) and ffn_dim per tensor it keeps (2 for GELU, 4 for SwiGLU).",
 ))
 
 register(Exercise(
