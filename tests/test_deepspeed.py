@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,93 +97,49 @@ def test_more_processes_than_rows_is_refused():
         Distributed(0, 2, 0, "deepspeed")
 
 
-def run(code: str, hide_deepspeed: bool, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """Python (-c code, or -m with args) in a fresh process; hide_deepspeed: as if the extra were
-    not installed."""
+def python(*args: str, hidden: Path | None = None) -> subprocess.CompletedProcess:
+    """`python ARGS` in a fresh process; hidden: a folder in which to fake a missing DeepSpeed, as if
+    the extra were not installed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    if hide_deepspeed:
-        fake = tmp_path / "fake" / "deepspeed"
+    if hidden is not None:
+        fake = hidden / "deepspeed"
         fake.mkdir(parents=True)
         (fake / "__init__.py").write_text("raise ImportError('No module named deepspeed')\n")
-        env["PYTHONPATH"] = str(fake.parent)
-    command = ["-c", code] if code else list(args)
-    return subprocess.run(
-        [sys.executable, *command], capture_output=True, text=True, env=env, timeout=180
-    )
+        env["PYTHONPATH"] = str(hidden)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          timeout=180)
 
 
 def test_nothing_else_imports_deepspeed(tmp_path):
-    code = (
-        "import sys, llmcourse.cli, llmcourse.training.command, llmcourse.training.trainer, "
-        "llmcourse.course_model, llmcourse.grading.grader; print('deepspeed' in sys.modules)"
-    )
-    done = run(code, hide_deepspeed=True, tmp_path=tmp_path)
+    code = ("import sys, llmcourse.cli, llmcourse.training.command, llmcourse.training.trainer, "
+            "llmcourse.course_model, llmcourse.grading.grader; print('deepspeed' in sys.modules)")
+    done = python("-c", code, hidden=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
 
 
 def test_without_the_extra_the_error_names_it(tmp_path):
-    code = (
-        "import torch\nfrom llmcourse.training.deepspeed_engine import import_deepspeed\n"
-        "try:\n    import_deepspeed(torch.device('cpu'))\n"
-        "except ImportError as err:\n    print(err)\n"
-    )
-    done = run(code, hide_deepspeed=True, tmp_path=tmp_path)
-    assert (
-        done.stdout.strip() == f"--strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}"
-    )
+    code = ("import torch\nfrom llmcourse.training.deepspeed_engine import import_deepspeed\n"
+            "try:\n    import_deepspeed(torch.device('cpu'))\n"
+            "except ImportError as err:\n    print(err)\n")
+    done = python("-c", code, hidden=tmp_path)
+    assert done.stdout.strip() == f"--strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}"
+
+
+TRAIN = "-m llmcourse train --preset smoke --corpus tiny --vocab-size 300".split()
+DEEPSPEED = "--strategy deepspeed --deepspeed-config zero2".split()
 
 
 def test_deepspeed_outside_torchrun_says_how_to_launch_it(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmcourse",
-            "train",
-            "--strategy",
-            "deepspeed",
-            "--deepspeed-config",
-            "zero2",
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = python(*TRAIN, *DEEPSPEED, "--out", str(tmp_path / "run"))
     assert done.returncode == 2
     assert "error: --strategy deepspeed runs under torchrun" in done.stderr
 
 
 def test_a_launch_without_the_extra_ends_with_one_line_naming_it(tmp_path):
-    done = run(
-        "",
-        True,
-        tmp_path,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        "-m",
-        "llmcourse",
-        "train",
-        "--preset",
-        "smoke",
-        "--corpus",
-        "tiny",
-        "--vocab-size",
-        "300",
-        "--strategy",
-        "deepspeed",
-        "--deepspeed-config",
-        "zero2",
-        "--out",
-        str(tmp_path / "run"),
-    )
+    torchrun = "-m torch.distributed.run --standalone --nproc-per-node=2".split()
+    done = python(*torchrun, *TRAIN, *DEEPSPEED, "--out", str(tmp_path / "run"), hidden=tmp_path)
     assert done.returncode != 0
-    assert (
-        f"error: --strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}" in done.stderr
-    )
+    assert f"error: --strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}" in done.stderr
     assert "preparing" not in done.stderr  # refused before any work
     assert "[rank0]: Traceback" not in done.stderr and "[rank1]: Traceback" not in done.stderr
