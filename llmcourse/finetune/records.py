@@ -1,0 +1,152 @@
+"""Instruction data in the two common record formats, checked as they are read.
+
+- **Alpaca**: `{"instruction": ..., "input": ..., "output": ...}`, `input` optional (Alpaca, Dolly
+  once renamed: `context` -> input, `response` -> output).
+- **Chat messages**: `{"messages": [{"role": "user", "content": ...}, ...]}` as in OpenAI's format,
+  or ShareGPT's `{"conversations": [{"from": "human", "value": ...}, ...]}`. Roles are system
+  (first, optional), then user and assistant taking turns, ending with the assistant.
+
+A malformed record raises `RecordError` naming the record's index and what is wrong with it: a
+data set with one bad line in ten thousand should fail at that line, not deep inside training.
+
+>>> alpaca([{"instruction": "Reverse the words.", "input": "to be", "output": "be to"}])
+[Conversation(messages=(Message(role='user', content='Reverse the words.\\n\\nto be'), \
+Message(role='assistant', content='be to')), task='')]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
+                  "assistant": "assistant"}
+
+
+class RecordError(ValueError):
+    """A record that is not what its format says; the message names it."""
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One training example: the messages, and the task family it belongs to (for per-task
+    accuracy; empty for outside data)."""
+
+    messages: tuple[Message, ...]
+    task: str = ""
+
+    @property
+    def prompt_messages(self) -> tuple[Message, ...]:
+        return self.messages[:-1]
+
+    @property
+    def answer(self) -> str:
+        """The last assistant message: what the model is trained, and scored, to produce."""
+        return self.messages[-1].content
+
+
+def _text(record: dict, key: str, where: str, required: bool = True) -> str:
+    value = record.get(key, "")
+    if not isinstance(value, str):
+        raise RecordError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise RecordError(f"{where}: {key!r} is {'missing' if key not in record else 'empty'}")
+    return value
+
+
+def alpaca(records: Iterable[Any], task_key: str | None = "task") -> list[Conversation]:
+    """Alpaca records as one-turn conversations: the instruction and the input (after a blank line,
+    when there is one) from the user, the output from the assistant."""
+    out = []
+    for i, record in enumerate(records):
+        where = f"record {i}"
+        if not isinstance(record, dict):
+            raise RecordError(f"{where}: expected an object with instruction/input/output, got "
+                              f"{type(record).__name__}")
+        instruction = _text(record, "instruction", where)
+        extra = _text(record, "input", where, required=False)
+        output = _text(record, "output", where)
+        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        task = record.get(task_key, "") if task_key else ""
+        out.append(Conversation((Message("user", prompt), Message("assistant", output)), str(task)))
+    return out
+
+
+def chat(records: Iterable[Any]) -> list[Conversation]:
+    """Chat records, OpenAI's `messages` or ShareGPT's `conversations`, checked turn by turn."""
+    out = []
+    for i, record in enumerate(records):
+        where = f"record {i}"
+        if not isinstance(record, dict) or not ({"messages", "conversations"} & set(record)):
+            raise RecordError(f"{where}: expected an object with 'messages' (or ShareGPT's "
+                              f"'conversations')")
+        sharegpt = "messages" not in record
+        turns = record["conversations" if sharegpt else "messages"]
+        if not isinstance(turns, list) or not turns:
+            raise RecordError(f"{where}: the messages must be a non-empty list")
+        messages = []
+        for k, turn in enumerate(turns):
+            at = f"{where}, message {k}"
+            if not isinstance(turn, dict):
+                raise RecordError(f"{at}: expected an object, got {type(turn).__name__}")
+            role = turn.get("from" if sharegpt else "role")
+            role = SHAREGPT_ROLES.get(role, role) if sharegpt else role
+            if role not in ROLES:
+                raise RecordError(f"{at}: unknown role {role!r} (expected one of {ROLES})")
+            messages.append(Message(role, _text(turn, "value" if sharegpt else "content", at)))
+        _check_turns(messages, where)
+        out.append(Conversation(tuple(messages), str(record.get("task", ""))))
+    return out
+
+
+def _check_turns(messages: list[Message], where: str) -> None:
+    body = messages[1:] if messages[0].role == "system" else messages
+    for k, message in enumerate(body):
+        expected = "user" if k % 2 == 0 else "assistant"
+        if message.role != expected:
+            raise RecordError(f"{where}: message {k + len(messages) - len(body)} is from "
+                              f"{message.role!r} where {expected!r} should speak (a system message "
+                              f"first, then user and assistant take turns)")
+    if not body or body[-1].role != "assistant":
+        raise RecordError(f"{where}: the last message must be the assistant's, the answer to learn")
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """The records of a JSON Lines file (blank lines skipped); a line that is not JSON is named."""
+    records = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{path}, line {n}: not valid JSON ({err.msg})") from None
+    return records
+
+
+def load_records(path: str | Path) -> list[Conversation]:
+    """A JSONL or JSON-list file of Alpaca or chat records (told apart by the first record)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        records = read_jsonl(path)
+    else:
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(records, list):
+            raise RecordError(f"{path}: expected a list of records")
+    if not records:
+        raise RecordError(f"{path} holds no records")
+    first = records[0]
+    is_chat = isinstance(first, dict) and ({"messages", "conversations"} & set(first))
+    return chat(records) if is_chat else alpaca(records)
