@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from llmcourse.training.distributed import Distributed
 CONFIGS = Path(__file__).parent / "deepspeed_configs"
 INSTALL = "pip install 'llmcourse[deepspeed]'"
 SHARDS = "deepspeed"  # the folder, inside the run folder, that holds DeepSpeed's checkpoint shards
+_ENGINES: weakref.WeakSet = weakref.WeakSet()  # the engines this process made and still holds
 
 
 class MissingExtra(ImportError):
@@ -172,7 +174,17 @@ def initialize(
     engine, *_ = deepspeed.initialize(
         model=model, optimizer=optimizer, config=config, dist_init_required=False
     )
+    _ENGINES.add(engine)
     return engine
+
+
+def release_engines() -> None:
+    """Let every DeepSpeed engine still alive release its hooks and buffers. Called before the
+    process group ends: an engine still holding them when the interpreter exits, after the group
+    is gone, can abort the process (seen with ZeRO-3 on gloo)."""
+    for engine in list(_ENGINES):
+        engine.destroy()
+    _ENGINES.clear()
 
 
 def full_weights(engine: Any, info: Distributed) -> dict[str, torch.Tensor]:

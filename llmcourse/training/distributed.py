@@ -33,6 +33,7 @@ import contextlib
 import datetime
 import gc
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal
 
@@ -286,4 +287,7 @@ def shutdown(info: Distributed | None) -> None:
         # free the engines this process made (DeepSpeed's ZeRO-3 keeps collectives in flight) while
         # their process group exists: freed at interpreter exit, after it, gloo aborts the process
         gc.collect()
+        engines = sys.modules.get("llmcourse.training.deepspeed_engine")  # imported only if used
+        if engines is not None:
+            engines.release_engines()
         dist.destroy_process_group()

@@ -69,7 +69,9 @@ class Trainer:
                  cfg: TrainConfig, out_dir: str | Path | None = None, callbacks: list[Callback] = (),
                  bytes_per_token: float | None = None, resume: bool = False, progress: bool = True,
                  device: torch.device | str | None = None, distributed: Distributed | None = None) -> None:
-        """bytes_per_token: UTF-8 bytes per token of the validation text, for bits per byte. resume: continue from
+        """train_tokens, val_tokens: token arrays, or for fine-tuning sources of examples with a `sample` method
+        (llmcourse.finetune.sft.InstructionBatches). bytes_per_token: UTF-8 bytes per token of the validation text,
+        for bits per byte. resume: continue from
         out_dir's checkpoint (its training config must equal `cfg`). distributed: this process's place in a
         torchrun launch (see llmcourse.training.distributed); cfg.batch_size is then the global micro-batch."""
         self.cfg, self.train_tokens, self.val_tokens = cfg, train_tokens, val_tokens
@@ -205,9 +207,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(10_000 + self.cfg.seed)
         losses = []
         for _ in range(self.cfg.eval_batches):
-            x, y = random_batch(self.val_tokens, self.cfg.batch_size, self.cfg.context_length, generator, self.rows)
+            x, y, extra = self._batch(self.val_tokens, generator)
             with self._autocast():
-                loss = self.forward(x.to(self.device), y.to(self.device))[1].float()
+                loss = self.forward(x, y, **extra)[1].float()
             losses.append(mean_over_ranks(loss, self.dist).item())
         self.model.train(was_training)
         loss = float(np.mean(losses))
@@ -217,6 +219,17 @@ class Trainer:
         return out
 
     # --- the loop -------------------------------------------------------------------------------------------------
+
+    def _batch(self, data, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(ids, targets, the model's other arguments) on the device: windows at random offsets of a token array
+        (pretraining), or examples from a source with a `sample` method (fine-tuning: padded or packed, with
+        their attention mask and positions)."""
+        if hasattr(data, "sample"):
+            batch = data.sample(self.cfg.batch_size, generator, self.rows)
+            extra = {"mask": batch.mask.to(self.device), "positions": batch.positions.to(self.device)}
+            return batch.ids.to(self.device), batch.targets.to(self.device), extra
+        x, y = random_batch(data, self.cfg.batch_size, self.cfg.context_length, generator, self.rows)
+        return x.to(self.device), y.to(self.device), {}
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over grad_accum micro-batches; returns its loss, gradient norm and learning rate."""
@@ -228,11 +241,11 @@ class Trainer:
             return self._deepspeed_step(lr)
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
-            x, y = random_batch(self.train_tokens, cfg.batch_size, cfg.context_length, self.generator, self.rows)
+            x, y, extra = self._batch(self.train_tokens, self.generator)
             # under data parallelism, gradients are averaged over processes once, in the last backward pass
             with gradient_sync(self.wrapped, self.dist, enabled=micro == cfg.grad_accum - 1):
                 with self._autocast():
-                    _, loss = self.forward(x.to(self.device), y.to(self.device))
+                    _, loss = self.forward(x, y, **extra)
                 loss = loss / cfg.grad_accum  # the mean over micro-batches is the mean over the whole batch
                 self.scaler.scale(loss).backward()
             total += loss.detach().float()
@@ -263,8 +276,8 @@ class Trainer:
         cfg = self.cfg
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
-            x, y = random_batch(self.train_tokens, cfg.batch_size, cfg.context_length, self.generator, self.rows)
-            _, loss = self.engine(x.to(self.device), y.to(self.device))
+            x, y, extra = self._batch(self.train_tokens, self.generator)
+            _, loss = self.engine(x, y, **extra)
             self.engine.backward(loss)  # divides by the accumulation steps itself
             total += loss.detach().float() / cfg.grad_accum
             if micro < cfg.grad_accum - 1:

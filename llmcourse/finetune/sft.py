@@ -1,0 +1,93 @@
+"""Supervised fine-tuning with the Part III trainer, and exact-match scoring.
+
+The trainer samples pretraining windows from a token array; for fine-tuning it samples examples
+from an `InstructionBatches` instead (anything with a `sample` method), so the same loop, progress
+bar, curves, checkpoints and exact resume serve both:
+
+    tokenizer = add_chat_tokens(tokenizer)
+    grow_vocabulary(model, tokenizer.n_vocab)
+    train = InstructionBatches(encode_conversations(tasks.train, tokenizer, 64), pad_id=0)
+    Trainer(model, train, None, get_train_preset("sft")).fit()
+    exact_match(model, tokenizer, tasks.test)      # {family: (correct, total)}
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from llmcourse.finetune.collate import Batch, Example, TooLong, encode_example, pack_examples, pad_batch
+from llmcourse.finetune.records import Conversation
+from llmcourse.finetune.template import END, prompt_ids, render
+from llmcourse.tokenizer import Tokenizer
+
+
+def encode_conversations(conversations: Sequence[Conversation], tokenizer: Tokenizer,
+                         context_length: int, too_long: TooLong = "error") -> list[Example]:
+    """Every conversation under the chat template, its loss on the answer only."""
+    return [encode_example(*render(c, tokenizer), context_length, too_long, index=i)
+            for i, c in enumerate(conversations)]
+
+
+class InstructionBatches:
+    """Examples to draw training batches from: `batch_size` examples uniformly at random per batch
+    (with replacement, as the pretraining sampler draws windows), padded, or packed into rows of
+    `context_length`. Under data parallelism `rows` picks this process's share of the batch."""
+
+    def __init__(self, examples: Sequence[Example], pad_id: int, pack: bool = False,
+                 context_length: int | None = None) -> None:
+        if not examples:
+            raise ValueError("no examples to train on")
+        if pack and context_length is None:
+            raise ValueError("packing needs the context_length of a row")
+        self.examples, self.pad_id = list(examples), pad_id
+        self.pack, self.context_length = pack, context_length
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               rows: slice | None = None) -> Batch:
+        picked = torch.randint(0, len(self.examples), (batch_size,), generator=generator)
+        if rows is not None:
+            picked = picked[rows]
+        chosen = [self.examples[i] for i in picked.tolist()]
+        if self.pack:
+            return pack_examples(chosen, self.context_length, self.pad_id)
+        return pad_batch(chosen, self.pad_id)
+
+
+@torch.no_grad()
+def reply(model: torch.nn.Module, tokenizer: Tokenizer, messages: list[tuple[str, str]],
+          max_new_tokens: int = 24) -> str:
+    """The model's greedy answer to a conversation ((role, text) pairs), up to its <|end|>."""
+    from llmcourse.generate import stream
+
+    prompt = prompt_ids(messages, tokenizer)
+    room = model.cfg.context_length - len(prompt) + 1
+    if room < 1:
+        raise ValueError(f"the prompt has {len(prompt)} tokens; the context holds "
+                         f"{model.cfg.context_length}")
+    device = next(model.parameters()).device
+    end = tokenizer.special_tokens[END]
+    out: list[int] = []
+    for token in stream(model, torch.tensor([prompt], device=device), min(max_new_tokens, room),
+                        temperature=0, eos_id=end):
+        if token.item() == end:
+            break
+        out.append(token.item())
+    return tokenizer.decode(out)
+
+
+def exact_match(model: torch.nn.Module, tokenizer: Tokenizer, conversations: Sequence[Conversation],
+                max_new_tokens: int = 24) -> dict[str, tuple[int, int]]:
+    """{task family: (answers exactly right, questions)}: the greedy reply, stripped of surrounding
+    white space, must equal the expected answer."""
+    scores: dict[str, list[int]] = {}
+    for c in conversations:
+        messages = [(m.role, m.content) for m in c.prompt_messages]
+        got = reply(model, tokenizer, messages, max_new_tokens).strip()
+        right, total = scores.setdefault(c.task, [0, 0])
+        scores[c.task] = [right + (got == c.answer.strip()), total + 1]
+    return {task: (right, total) for task, (right, total) in scores.items()}

@@ -1,0 +1,66 @@
+"""Fine-tuning through the Part III trainer: batches of examples instead of windows, exact resume,
+and a model that learns to answer and stop."""
+import copy
+
+import numpy as np
+import torch
+
+from llmcourse.config import get_preset
+from llmcourse.finetune.records import alpaca
+from llmcourse.finetune.sft import InstructionBatches, encode_conversations, exact_match, reply
+from llmcourse.finetune.template import add_chat_tokens, grow_vocabulary
+from llmcourse.model import GPT
+from llmcourse.tokenizer import Tokenizer
+from llmcourse.training import Trainer, get_train_preset
+
+TEXT = "the king is dead, long live the queen; all her court is in the hall. " * 40
+CONVERSATIONS = alpaca([{"instruction": "Reverse the words.", "input": "king queen", "output": "queen king",
+                         "task": "reverse"},
+                        {"instruction": "Say the word twice.", "input": "hall", "output": "hall hall",
+                         "task": "twice"}])
+
+
+def setup(seed: int = 0):
+    base = Tokenizer.train(TEXT, 300)
+    tokenizer = add_chat_tokens(base)
+    torch.manual_seed(seed)
+    model = GPT(get_preset("tiny", n_layer=2, vocab_size=base.n_vocab, context_length=32))
+    grow_vocabulary(model, tokenizer.n_vocab)
+    return model, tokenizer
+
+
+def test_batches_are_drawn_like_windows():
+    model, tokenizer = setup()
+    examples = encode_conversations(CONVERSATIONS * 4, tokenizer, 32)
+    source = InstructionBatches(examples, pad_id=0)
+    a = source.sample(6, torch.Generator().manual_seed(3))
+    b = source.sample(6, torch.Generator().manual_seed(3))
+    assert torch.equal(a.ids, b.ids) and a.ids.shape[0] == 6
+    half = source.sample(6, torch.Generator().manual_seed(3), rows=slice(3, 6))
+    assert torch.equal(half.ids[:, : a.ids.shape[1]], a.ids[3:, : half.ids.shape[1]])
+
+
+def test_the_trainer_fine_tunes_and_resumes_exactly(tmp_path):
+    model, tokenizer = setup()
+    data = InstructionBatches(encode_conversations(CONVERSATIONS, tokenizer, 32), pad_id=0)
+    cfg = get_train_preset("smoke", batch_size=4, context_length=32, max_steps=8, eval_every=4, precision="fp32")
+    whole = Trainer(copy.deepcopy(model), data, data, cfg, progress=False)
+    history = whole.fit()
+    Trainer(copy.deepcopy(model), data, data, cfg, out_dir=tmp_path, progress=False).fit(stop_after=4)
+    resumed = Trainer(copy.deepcopy(model), data, data, cfg, out_dir=tmp_path, resume=True, progress=False)
+    strip = lambda h: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in h]  # noqa: E731
+    assert strip(resumed.fit()) == strip(history)
+    assert all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(), whole.model.parameters()))
+
+
+def test_a_fine_tuned_model_answers_and_stops():
+    model, tokenizer = setup()
+    data = InstructionBatches(encode_conversations(CONVERSATIONS, tokenizer, 32), pad_id=0)
+    before = exact_match(model, tokenizer, CONVERSATIONS)
+    cfg = get_train_preset("smoke", batch_size=4, context_length=32, max_steps=150, lr=3e-3, warmup_steps=10,
+                           eval_every=0, precision="fp32")
+    Trainer(model, data, None, cfg, progress=False).fit()
+    assert before == {"reverse": (0, 1), "twice": (0, 1)}
+    assert exact_match(model, tokenizer, CONVERSATIONS) == {"reverse": (1, 1), "twice": (1, 1)}
+    # it stopped at its <|end|>: the reply is the answer alone, with nothing after it
+    assert reply(model, tokenizer, [("user", "Reverse the words.\n\nking queen")], 20) == "queen king"
