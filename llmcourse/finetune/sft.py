@@ -17,17 +17,30 @@ from typing import Sequence
 
 import torch
 
-from llmcourse.finetune.collate import Batch, Example, TooLong, encode_example, pack_examples, pad_batch
+from llmcourse.finetune.collate import (
+    Batch,
+    Example,
+    TooLong,
+    encode_example,
+    pack_examples,
+    pad_batch,
+)
 from llmcourse.finetune.records import Conversation
 from llmcourse.finetune.template import END, prompt_ids, render
 from llmcourse.tokenizer import Tokenizer
 
 
-def encode_conversations(conversations: Sequence[Conversation], tokenizer: Tokenizer,
-                         context_length: int, too_long: TooLong = "error") -> list[Example]:
+def encode_conversations(
+    conversations: Sequence[Conversation],
+    tokenizer: Tokenizer,
+    context_length: int,
+    too_long: TooLong = "error",
+) -> list[Example]:
     """Every conversation under the chat template, its loss on the answer only."""
-    return [encode_example(*render(c, tokenizer), context_length, too_long, index=i)
-            for i, c in enumerate(conversations)]
+    return [
+        encode_example(*render(c, tokenizer), context_length, too_long, index=i)
+        for i, c in enumerate(conversations)
+    ]
 
 
 class InstructionBatches:
@@ -35,8 +48,13 @@ class InstructionBatches:
     (with replacement, as the pretraining sampler draws windows), padded, or packed into rows of
     `context_length`. Under data parallelism `rows` picks this process's share of the batch."""
 
-    def __init__(self, examples: Sequence[Example], pad_id: int, pack: bool = False,
-                 context_length: int | None = None) -> None:
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        pad_id: int,
+        pack: bool = False,
+        context_length: int | None = None,
+    ) -> None:
         if not examples:
             raise ValueError("no examples to train on")
         if pack and context_length is None:
@@ -47,8 +65,9 @@ class InstructionBatches:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None,
-               rows: slice | None = None) -> Batch:
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, rows: slice | None = None
+    ) -> Batch:
         picked = torch.randint(0, len(self.examples), (batch_size,), generator=generator)
         if rows is not None:
             picked = picked[rows]
@@ -59,29 +78,43 @@ class InstructionBatches:
 
 
 @torch.no_grad()
-def reply(model: torch.nn.Module, tokenizer: Tokenizer, messages: list[tuple[str, str]],
-          max_new_tokens: int = 24) -> str:
+def reply(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    messages: list[tuple[str, str]],
+    max_new_tokens: int = 24,
+) -> str:
     """The model's greedy answer to a conversation ((role, text) pairs), up to its <|end|>."""
     from llmcourse.generate import stream
 
     prompt = prompt_ids(messages, tokenizer)
     room = model.cfg.context_length - len(prompt) + 1
     if room < 1:
-        raise ValueError(f"the prompt has {len(prompt)} tokens; the context holds "
-                         f"{model.cfg.context_length}")
+        raise ValueError(
+            f"the prompt has {len(prompt)} tokens; the context holds {model.cfg.context_length}"
+        )
     device = next(model.parameters()).device
     end = tokenizer.special_tokens[END]
     out: list[int] = []
-    for token in stream(model, torch.tensor([prompt], device=device), min(max_new_tokens, room),
-                        temperature=0, eos_id=end):
+    for token in stream(
+        model,
+        torch.tensor([prompt], device=device),
+        min(max_new_tokens, room),
+        temperature=0,
+        eos_id=end,
+    ):
         if token.item() == end:
             break
         out.append(token.item())
     return tokenizer.decode(out)
 
 
-def exact_match(model: torch.nn.Module, tokenizer: Tokenizer, conversations: Sequence[Conversation],
-                max_new_tokens: int = 24) -> dict[str, tuple[int, int]]:
+def exact_match(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    conversations: Sequence[Conversation],
+    max_new_tokens: int = 24,
+) -> dict[str, tuple[int, int]]:
     """{task family: (answers exactly right, questions)}: the greedy reply, stripped of surrounding
     white space, must equal the expected answer."""
     scores: dict[str, list[int]] = {}

@@ -78,21 +78,62 @@ class Family:
     make: Make
 
 
-FAMILIES = {f.name: f for f in (
-    Family("reverse", ("Reverse the order of the words.", "Write these words backwards, last first.",
-                       "Put the words in reverse order."), _reverse),
-    Family("sort", ("Sort the words alphabetically.", "Put the words in alphabetical order.",
-                    "Arrange these words from A to Z."), _sort),
-    Family("count_words", ("How many words are there?", "Count the words.",
-                           "Give the number of words."), _count_words),
-    Family("count_letters", ("How many letters does this word have?", "Count the letters.",
-                             "Give the length of the word in letters."), _count_letters),
-    Family("add", ("Add the numbers.", "What is the sum?", "Work out the total."), _add),
-    Family("capitals", ("Write the words in capitals.", "Make every letter upper case.",
-                        "Rewrite this in capital letters."), _capitals),
-    Family("spell", ("Spell the word with hyphens.", "Spell it out, letter by letter.",
-                     "Write the word's letters joined by hyphens."), _spell),
-)}
+FAMILIES = {
+    f.name: f
+    for f in (
+        Family(
+            "reverse",
+            (
+                "Reverse the order of the words.",
+                "Write these words backwards, last first.",
+                "Put the words in reverse order.",
+            ),
+            _reverse,
+        ),
+        Family(
+            "sort",
+            (
+                "Sort the words alphabetically.",
+                "Put the words in alphabetical order.",
+                "Arrange these words from A to Z.",
+            ),
+            _sort,
+        ),
+        Family(
+            "count_words",
+            ("How many words are there?", "Count the words.", "Give the number of words."),
+            _count_words,
+        ),
+        Family(
+            "count_letters",
+            (
+                "How many letters does this word have?",
+                "Count the letters.",
+                "Give the length of the word in letters.",
+            ),
+            _count_letters,
+        ),
+        Family("add", ("Add the numbers.", "What is the sum?", "Work out the total."), _add),
+        Family(
+            "capitals",
+            (
+                "Write the words in capitals.",
+                "Make every letter upper case.",
+                "Rewrite this in capital letters.",
+            ),
+            _capitals,
+        ),
+        Family(
+            "spell",
+            (
+                "Spell the word with hyphens.",
+                "Spell it out, letter by letter.",
+                "Write the word's letters joined by hyphens.",
+            ),
+            _spell,
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -102,12 +143,18 @@ class TaskSplit:
 
 
 def _conversation(family: Family, phrasing: str, task_input: str, answer: str) -> Conversation:
-    return Conversation((Message("user", f"{phrasing}\n\n{task_input}"),
-                         Message("assistant", answer)), family.name)
+    return Conversation(
+        (Message("user", f"{phrasing}\n\n{task_input}"), Message("assistant", answer)), family.name
+    )
 
 
-def make_tasks(words: Sequence[str], n_per_family: int = 400, test_per_family: int = 40,
-               families: Sequence[str] | None = None, seed: int = 0) -> TaskSplit:
+def make_tasks(
+    words: Sequence[str],
+    n_per_family: int = 400,
+    test_per_family: int = 40,
+    families: Sequence[str] | None = None,
+    seed: int = 0,
+) -> TaskSplit:
     """Procedural tasks: n_per_family training and test_per_family test conversations per family.
     Training uses all phrasings but the last and the first 80 % of `words`; testing, the last
     phrasing and the other 20 % of the words."""
@@ -129,8 +176,7 @@ def make_tasks(words: Sequence[str], n_per_family: int = 400, test_per_family: i
             phrasing = rng.choice(family.phrasings[:-1])
             train.append(_conversation(family, phrasing, *family.make(rng, train_words)))
         for _ in range(test_per_family):
-            test.append(_conversation(family, family.phrasings[-1],
-                                      *family.make(rng, test_words)))
+            test.append(_conversation(family, family.phrasings[-1], *family.make(rng, test_words)))
     rng.shuffle(train)
     return TaskSplit(train, test)
 
@@ -167,12 +213,17 @@ def speeches(play: str) -> list[tuple[str, str, str]]:
 
 PLAY_FAMILIES = {
     "speaker": ("Who says this line?", "Name the speaker of this line.", "Which character speaks?"),
-    "act": ("In which act is this line?", "Give the act of this line.", "Which act does it come from?"),
+    "act": (
+        "In which act is this line?",
+        "Give the act of this line.",
+        "Which act does it come from?",
+    ),
 }
 
 
-def make_play_tasks(plays: dict[str, str], n_per_family: int = 400, test_per_family: int = 40,
-                    seed: int = 0) -> TaskSplit:
+def make_play_tasks(
+    plays: dict[str, str], n_per_family: int = 400, test_per_family: int = 40, seed: int = 0
+) -> TaskSplit:
     """Who speaks a line, and in which act (answered as a Roman numeral): training from the first
     plays in `plays`, testing from the last fifth of them (at least one), with the held-out
     phrasing."""
@@ -181,17 +232,30 @@ def make_play_tasks(plays: dict[str, str], n_per_family: int = 400, test_per_fam
         raise ValueError("need at least two plays: some to train on, one to hold out")
     held = max(1, len(names) // 5)
     rng = random.Random(seed)
-    pools = [[s for name in part for s in speeches(plays[name])]
-             for part in (names[:-held], names[-held:])]
+    pools = [
+        [s for name in part for s in speeches(plays[name])]
+        for part in (names[:-held], names[-held:])
+    ]
     if not all(pools):
-        raise ValueError("found no speeches in the plays (a speaker's name in capitals, then a line)")
+        raise ValueError(
+            "found no speeches in the plays (a speaker's name in capitals, then a line)"
+        )
     train, test = [], []
     for family, phrasings in PLAY_FAMILIES.items():
-        for pool, count, choices, out in ((pools[0], n_per_family, phrasings[:-1], train),
-                                          (pools[1], test_per_family, phrasings[-1:], test)):
+        for pool, count, choices, out in (
+            (pools[0], n_per_family, phrasings[:-1], train),
+            (pools[1], test_per_family, phrasings[-1:], test),
+        ):
             for speaker, act, line in rng.sample(pool, min(count, len(pool))):
                 answer = speaker if family == "speaker" else act
-                out.append(Conversation((Message("user", f"{rng.choice(choices)}\n\n{line}"),
-                                         Message("assistant", answer)), family))
+                out.append(
+                    Conversation(
+                        (
+                            Message("user", f"{rng.choice(choices)}\n\n{line}"),
+                            Message("assistant", answer),
+                        ),
+                        family,
+                    )
+                )
     rng.shuffle(train)
     return TaskSplit(train, test)
