@@ -64,3 +64,14 @@ def test_a_fine_tuned_model_answers_and_stops():
     assert exact_match(model, tokenizer, CONVERSATIONS) == {"reverse": (1, 1), "twice": (1, 1)}
     # it stopped at its <|end|>: the reply is the answer alone, with nothing after it
     assert reply(model, tokenizer, [("user", "Reverse the words.\n\nking queen")], 20) == "queen king"
+
+
+def test_the_majority_baseline_guesses_the_commonest_training_answer():
+    from llmcourse.finetune.sft import majority_baseline
+
+    def asked(answer, task="act"):
+        return alpaca([{"instruction": "Which act?", "input": "a line", "output": answer, "task": task}])[0]
+
+    train = [asked("I"), asked("I"), asked("III"), asked("4", "count")]
+    test = [asked("I"), asked("II"), asked("I"), asked("4", "count"), asked("5", "count")]
+    assert majority_baseline(train, test) == {"act": (2, 3), "count": (1, 2)}

@@ -124,3 +124,19 @@ def exact_match(
         right, total = scores.setdefault(c.task, [0, 0])
         scores[c.task] = [right + (got == c.answer.strip()), total + 1]
     return {task: (right, total) for task, (right, total) in scores.items()}
+
+
+def majority_baseline(train: Sequence[Conversation],
+                      test: Sequence[Conversation]) -> dict[str, tuple[int, int]]:
+    """{task family: (right, questions)} for always giving the family's commonest training
+    answer: what a model scores by guessing well without reading the question. A fine-tuned
+    score is a gain only above it (it matters where answers repeat, as the acts of a play do)."""
+    from collections import Counter
+
+    commonest = {task: Counter(c.answer for c in train if c.task == task).most_common(1)[0][0]
+                 for task in {c.task for c in train}}
+    scores: dict[str, tuple[int, int]] = {}
+    for c in test:
+        right, total = scores.get(c.task, (0, 0))
+        scores[c.task] = (right + (commonest.get(c.task) == c.answer), total + 1)
+    return scores
