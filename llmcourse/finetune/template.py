@@ -22,6 +22,8 @@ what it did before, only with a little probability moved to the new tokens.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -73,27 +75,28 @@ def grow_vocabulary(model: nn.Module, n_vocab: int) -> None:
     model.cfg = model.cfg.replace(vocab_size=n_vocab)
 
 
-def render(conversation: Conversation, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
-    """(prompt ids, response ids) of a conversation under the chat template. The tokenizer must
-    have the chat tokens (add_chat_tokens)."""
+def _check(tokenizer: Tokenizer) -> dict[str, int]:
     missing = [t for t in CHAT_TOKENS if t not in tokenizer.special_tokens]
     if missing:
         raise ValueError(f"the tokenizer lacks the chat tokens {missing}: use add_chat_tokens")
-    special = tokenizer.special_tokens
+    return tokenizer.special_tokens
+
+
+def prompt_ids(messages: Sequence[tuple[str, str]], tokenizer: Tokenizer) -> list[int]:
+    """The prompt that asks for the assistant's next answer after `messages` ((role, text)
+    pairs): each message in its role's tokens, then `<|assistant|>` and a newline."""
+    special = _check(tokenizer)
     prompt: list[int] = []
-    for message in conversation.prompt_messages:
-        prompt += [special[ROLE_TOKENS[message.role]]]
-        prompt += tokenizer.encode_ordinary("\n" + message.content)
+    for role, text in messages:
+        prompt += [special[ROLE_TOKENS[role]]]
+        prompt += tokenizer.encode_ordinary("\n" + text)
         prompt += [special[END]] + tokenizer.encode_ordinary("\n")
-    prompt += [special[ROLE_TOKENS["assistant"]]] + tokenizer.encode_ordinary("\n")
-    response = tokenizer.encode_ordinary(conversation.answer) + [special[END]]
-    return prompt, response
+    return prompt + [special[ROLE_TOKENS["assistant"]]] + tokenizer.encode_ordinary("\n")
 
 
-def prompt_ids(messages: list[tuple[str, str]], tokenizer: Tokenizer) -> list[int]:
-    """The prompt for a new answer after `messages` ((role, text) pairs), for chatting."""
-    from llmcourse.finetune.records import Message
-
-    turns = tuple(Message(role, text) for role, text in messages)
-    prompt, _ = render(Conversation(turns + (Message("assistant", "-"),)), tokenizer)
-    return prompt
+def render(conversation: Conversation, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) of a conversation under the chat template. The tokenizer must
+    have the chat tokens (add_chat_tokens)."""
+    messages = [(m.role, m.content) for m in conversation.prompt_messages]
+    response = tokenizer.encode_ordinary(conversation.answer) + [_check(tokenizer)[END]]
+    return prompt_ids(messages, tokenizer), response

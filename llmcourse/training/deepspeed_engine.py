@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.training.config import TrainConfig
 from llmcourse.training.distributed import Distributed
 
@@ -218,8 +219,6 @@ def load_shards(engine: Any, run_dir: Path, saved: dict[str, Any]) -> None:
         saved["world_size"] != engine.world_size
         or saved["stage"] != engine.zero_optimization_stage()
     ):
-        from llmcourse.hf_checkpoint import CheckpointError
-
         raise CheckpointError(
             f"{run_dir} was trained with ZeRO stage {saved['stage']} on {saved['world_size']} "
             f"processes; its optimizer shards resume only on the same (now: stage "
@@ -227,6 +226,4 @@ def load_shards(engine: Any, run_dir: Path, saved: dict[str, Any]) -> None:
         )
     loaded, _ = engine.load_checkpoint(str(run_dir / SHARDS), tag=saved["tag"])
     if loaded is None:
-        from llmcourse.hf_checkpoint import CheckpointError
-
         raise CheckpointError(f"{run_dir / SHARDS / saved['tag']} is missing or incomplete")
