@@ -119,3 +119,62 @@ def test_bad_settings_are_refused():
     apply_lora(model)
     with pytest.raises(ValueError, match="already has LoRA layers"):
         apply_lora(model)
+
+
+def test_trainable_rows_equal_peft_trainable_tokens():
+    """Our TrainableRows against PEFT's trainable-token layer on the same embedding and rows: the
+    same embeddings, the same tied-head logits, and the same gradient on the rows."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    from llmcourse.finetune.lora import TiedHead, TrainableRows
+
+    torch.manual_seed(0)
+    embedding, rows = nn.Embedding(50, 8), [3, 47, 49]
+    ours = TrainableRows(copy.deepcopy(embedding), rows)
+    theirs = TrainableTokensLayer(copy.deepcopy(embedding), "default")
+    theirs.update_layer("default", token_indices=rows)
+    head = nn.Linear(8, 50, bias=False)
+    head.weight = theirs.base_layer.weight
+    their_head = TrainableTokensLayer(head, "default", tied_adapter=theirs)
+    new_values = torch.randn(3, 8)
+    with torch.no_grad():
+        ours.rows.copy_(new_values)
+        theirs.trainable_tokens_delta["default"].copy_(new_values)
+    ids, x = torch.tensor([[3, 4, 49, 47, 0]]), torch.randn(2, 8)
+    assert torch.equal(ours(ids), theirs(ids))
+    assert torch.allclose(TiedHead(ours)(x), their_head(x))
+    (ours(ids).sum() + TiedHead(ours)(x).square().sum()).backward()
+    (theirs(ids).sum() + their_head(x).square().sum()).backward()
+    assert torch.allclose(ours.rows.grad, theirs.trainable_tokens_delta["default"].grad)
+
+
+def test_lora_with_new_rows_trains_only_them_and_becomes_a_plain_model_again(tmp_path):
+    from llmcourse.finetune.lora import plain_model
+
+    model = small_gpt()
+    base = copy.deepcopy(model)
+    apply_lora(model, rank=4, alpha=8, train_rows=[297, 298, 299])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"tok_emb.rows"} | {n for n in trainable if ".lora_" in n}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    ids = torch.randint(0, 300, (2, 16))
+    ids[:, ::3] = 298  # a new token in the input and among the targets
+    for _ in range(3):
+        _, loss = model(ids, ids)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    weight = model.tok_emb.weight.detach()
+    assert torch.equal(weight[:297], base.tok_emb.weight[:297])  # the old rows never move
+    assert not torch.equal(weight[297:], base.tok_emb.weight[297:])
+    path = save_adapter(model, tmp_path / "adapter.safetensors")
+    with torch.no_grad():
+        expected = model(ids)
+        fresh = copy.deepcopy(base)
+        load_adapter(fresh, path)
+        assert torch.equal(fresh(ids), expected)  # the rows travel with the adapter
+        plain = plain_model(model)
+        assert type(plain.tok_emb) is nn.Embedding and plain.lm_head.weight is plain.tok_emb.weight
+        assert not lora_layers(plain)
+        assert torch.allclose(plain(ids), expected, atol=1e-5)
+    assert set(plain.state_dict()) == set(base.state_dict())  # loadable as the base architecture

@@ -16,15 +16,22 @@ unmerging takes it out again.
 >>> x = torch.randn(3, 8)
 >>> torch.equal(layer(x), layer.base(x))  # B = 0: the base layer's output, exactly
 True
+
+**New tokens need trainable rows.** Tokens added for fine-tuning (the chat template's) start as
+copies of one mean row (`grow_vocabulary`); were the embedding frozen, <|user|>, <|assistant|> and
+<|end|> would stay one vector, and a tied head could never prefer <|end|> to stop. So
+`apply_lora(..., train_rows=ids)` also trains those rows and only those (`TrainableRows`, as
+PEFT's `trainable_token_indices`): a few hundred numbers more, the rest of the table frozen.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # every matrix of a block of llmcourse's GPT (gate only in Llama's SwiGLU); not the LM head, which
@@ -84,11 +91,58 @@ class LoRALinear(nn.Module):
         return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
 
 
+class TrainableRows(nn.Module):
+    """A frozen embedding whose rows for `ids` are trainable: the rows are a parameter of their
+    own, written over the frozen table (index_copy) at every use."""
+
+    def __init__(self, embedding: nn.Embedding, ids: Sequence[int]) -> None:
+        super().__init__()
+        ids = sorted(set(ids))
+        V = embedding.num_embeddings
+        if not ids or not all(0 <= i < V for i in ids):
+            raise ValueError(f"rows to train must be token ids in [0, {V}), got {ids}")
+        self.base = embedding.requires_grad_(False)
+        self.register_buffer("ids", torch.tensor(ids, device=embedding.weight.device))
+        self.rows = nn.Parameter(embedding.weight[self.ids].detach().clone())  # (n, d)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight.index_copy(0, self.ids, self.rows)  # (V, d)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
+
+
+class TiedHead(nn.Module):
+    """The LM head of a tied model whose embedding is a TrainableRows: it reads the same rows."""
+
+    def __init__(self, rows: TrainableRows) -> None:
+        super().__init__()
+        self.rows = rows
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.rows.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.rows.weight)  # (..., V)
+
+
+def _train_rows(model: nn.Module, ids: Sequence[int]) -> None:
+    tied = model.lm_head.weight is model.tok_emb.weight
+    if not tied:
+        raise ValueError("train_rows needs a tied LM head (cfg.tie_embeddings): an untied head "
+                         "would need rows of its own")
+    model.tok_emb = TrainableRows(model.tok_emb, ids)
+    model.lm_head = TiedHead(model.tok_emb)
+
+
 def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
-               targets: Iterable[str] = DEFAULT_TARGETS) -> list[str]:
+               targets: Iterable[str] = DEFAULT_TARGETS,
+               train_rows: Sequence[int] = ()) -> list[str]:
     """Wrap every nn.Linear whose own name is in `targets` (e.g. 'qkv' matches 'blocks.0.attn.qkv')
-    in a LoRALinear, in place, and freeze every other parameter of the model. Returns the wrapped
-    layers' names."""
+    in a LoRALinear, in place, and freeze every other parameter of the model, except the embedding
+    rows `train_rows` (new tokens' ids; see TrainableRows). Returns the wrapped layers' names."""
     if lora_layers(model):
         raise ValueError("the model already has LoRA layers: apply_lora once per base model")
     targets = set(targets)
@@ -104,6 +158,8 @@ def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, dropout: fl
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         setattr(parent, child, LoRALinear(module, rank, alpha, dropout))
+    if train_rows:
+        _train_rows(model, train_rows)
     return [name for name, _ in found]
 
 
@@ -117,15 +173,38 @@ def merge_lora(model: nn.Module) -> None:
         layer.merge()
 
 
+@torch.no_grad()
+def plain_model(model: nn.Module) -> nn.Module:
+    """The model as the base architecture again, in place: LoRA merged into the weights and
+    trained rows written into the embedding (tied to the head). What to save for chatting."""
+    for name, layer in lora_layers(model).items():
+        if not layer.merged:
+            layer.merge()
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, layer.base)
+    if isinstance(model.tok_emb, TrainableRows):
+        embedding = model.tok_emb.base
+        embedding.weight.copy_(model.tok_emb.weight)
+        model.tok_emb = embedding
+        head = nn.Linear(embedding.embedding_dim, embedding.num_embeddings, bias=False)
+        head.weight = embedding.weight
+        model.lm_head = head
+    return model.requires_grad_(True)
+
+
 def unmerge_lora(model: nn.Module) -> None:
     for layer in lora_layers(model).values():
         layer.unmerge()
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the LoRA matrices: the adapter, a few percent of the model or less."""
-    return {f"{name}.{part}": getattr(layer, part).detach().cpu().contiguous()
-            for name, layer in lora_layers(model).items() for part in ("lora_A", "lora_B")}
+    """Only the LoRA matrices (and any trained rows): the adapter, a small part of the model."""
+    state = {f"{name}.{part}": getattr(layer, part).detach().cpu().contiguous()
+             for name, layer in lora_layers(model).items() for part in ("lora_A", "lora_B")}
+    if isinstance(model.tok_emb, TrainableRows):
+        state["tok_emb.rows"] = model.tok_emb.rows.detach().cpu().contiguous()
+        state["tok_emb.ids"] = model.tok_emb.ids.cpu()
+    return state
 
 
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
@@ -157,13 +236,17 @@ def load_adapter(model: nn.Module, path: str | Path) -> list[str]:
     if "rank" not in meta or "alpha" not in meta:
         raise ValueError(f"{path} is not a LoRA adapter written by save_adapter (no rank/alpha)")
     tensors = load_file(str(path))
+    rows, ids = tensors.pop("tok_emb.rows", None), tensors.pop("tok_emb.ids", None)
     names = sorted({key.rsplit(".", 1)[0] for key in tensors})
     wrapped = apply_lora(model, int(meta["rank"]), float(meta["alpha"]),
-                         targets={name.rsplit(".", 1)[-1] for name in names})
+                         targets={name.rsplit(".", 1)[-1] for name in names},
+                         train_rows=() if ids is None else ids.tolist())
+    if rows is not None:
+        tensors["tok_emb.rows"] = rows
     if sorted(wrapped) != names:
         raise ValueError(f"{path} holds LoRA weights for {names}, but the model's matching layers "
                          f"are {sorted(wrapped)}")
-    layers = lora_layers(model)
+    layers = lora_layers(model) | {"tok_emb": model.tok_emb}
     for key, value in tensors.items():
         name, part = key.rsplit(".", 1)
         target = getattr(layers[name], part)
