@@ -2,6 +2,7 @@
 
     train [--preset course] [--steps N | --tokens N | --minutes M] [--out DIR] [--resume]   pretrain a model
     generate RUN_DIR [--prompt TEXT] [--temperature T] [--top-k K] [--top-p P]               sample from it
+    chat RUN_DIR [--system TEXT] [--temperature T]                  chat with a fine-tuned run's model
     grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]   score learner notebooks
     exercises [--check]                                             regenerate exercises/ from solutions/
     corpus fetch NAME | corpus list                                 fetch (and cache) or list the corpora
@@ -83,6 +84,12 @@ def _generate(args: argparse.Namespace) -> int:
     return generate_command(args)
 
 
+def _chat(args: argparse.Namespace) -> int:
+    from llmcourse.finetune.chat import chat_command
+
+    return chat_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -96,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     generate = commands.add_parser("generate", help="sample text from a run's checkpoint, streaming")
     add_generate_arguments(generate)
     generate.set_defaults(run=_generate)
+
+    from llmcourse.finetune.chat import add_chat_arguments
+
+    chat = commands.add_parser("chat", help="chat with a fine-tuned run's model, streaming")
+    add_chat_arguments(chat)
+    chat.set_defaults(run=_chat)
 
     grade = commands.add_parser("grade", help="score learner notebooks")
     grade.add_argument("notebooks", nargs="+")

@@ -129,3 +129,27 @@ def generate(model, ids: torch.Tensor, max_new_tokens: int, on_token: Callable[[
             on_token(token)
         out.append(token[:, None])
     return torch.cat(out, dim=1)
+
+
+def stream_text(model, tokenizer, prompt: list[int], max_new_tokens: int, stop_id: int | None = None,
+                **options) -> Iterator[str]:
+    """Yield the generated text piece by piece as tokens arrive, up to (not including) `stop_id`.
+
+    A character that BPE split across tokens is held back until its last byte arrives, so no
+    piece ends in half a character; the pieces join to `tokenizer.decode` of all the new ids.
+    Options as in `stream` (temperature, top_k, top_p, seed, use_cache)."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt], device=device)
+    out: list[int] = []
+    shown = ""
+    for token in stream(model, ids, max_new_tokens, eos_id=stop_id, **options):
+        if token.item() == stop_id:
+            break
+        out.append(token.item())
+        text = tokenizer.decode(out)
+        if not text.endswith("\ufffd"):  # a character split across tokens: wait for its last byte
+            yield text[len(shown):]
+            shown = text
+    rest = tokenizer.decode(out)[len(shown):]
+    if rest:
+        yield rest

@@ -191,24 +191,16 @@ def load_run(folder: str | Path) -> tuple[GPT, Tokenizer]:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from llmcourse.generate import stream
+    from llmcourse.generate import stream_text
 
     model, tokenizer = load_run(args.run_dir)
     eot = tokenizer.special_tokens.get("<|endoftext|>")
     # every training document follows an end-of-text id: starting with one asks for the start of a document
     prompt = ([eot] if eot is not None else []) + tokenizer.encode(args.prompt)
     budget = min(args.max_new_tokens, model.cfg.context_length - len(prompt) + 1)
-    out: list[int] = []
-    shown = ""
     print(args.prompt, end="", flush=True)
-    for token in stream(model, torch.tensor([prompt]), budget, temperature=args.temperature, top_k=args.top_k,
-                        top_p=args.top_p, seed=args.seed, eos_id=eot):
-        if token.item() == eot:
-            break
-        out.append(token.item())
-        text = tokenizer.decode(out)
-        if not text.endswith("\ufffd"):  # a character split across tokens: wait for its last byte
-            print(text[len(shown):], end="", flush=True)
-            shown = text
+    for piece in stream_text(model, tokenizer, prompt, budget, stop_id=eot, temperature=args.temperature,
+                             top_k=args.top_k, top_p=args.top_p, seed=args.seed):
+        print(piece, end="", flush=True)
     print()
     return 0
