@@ -59,3 +59,18 @@ def test_files_are_read_as_jsonl_or_json(tmp_path):
     broken.write_text(json.dumps(ALPACA) + "\n{not json\n")
     with pytest.raises(RecordError, match="broken.jsonl, line 2: not valid JSON"):
         load_records(broken)
+
+
+def test_a_published_instruction_set_loads_when_online(tmp_path, monkeypatch):
+    """Online, the real records download, pass their hash and read as conversations; offline the
+    download fails with DownloadError and the test skips."""
+    from llmcourse.download import DownloadError
+    from llmcourse.finetune.records import load_instruction_data
+
+    monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path))
+    try:
+        records = load_instruction_data()
+    except DownloadError as err:
+        pytest.skip(f"offline: {str(err).splitlines()[0]}")
+    assert len(records) == 1100
+    assert all(c.messages[-1].role == "assistant" and c.answer for c in records)

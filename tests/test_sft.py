@@ -75,3 +75,28 @@ def test_the_majority_baseline_guesses_the_commonest_training_answer():
     train = [asked("I"), asked("I"), asked("III"), asked("4", "count")]
     test = [asked("I"), asked("II"), asked("I"), asked("4", "count"), asked("5", "count")]
     assert majority_baseline(train, test) == {"act": (2, 3), "count": (1, 2)}
+
+
+def test_the_recipe_lifts_the_course_model_on_held_out_questions():
+    """The chapter's recipe on a short budget (400 steps, two families): on questions with held-out
+    phrasings and inputs, the fine-tuned course model clearly beats both its former self and the
+    majority baseline (measured 22/40 and 33/40 against 0 and 6)."""
+    from llmcourse.course_model import course_model
+    from llmcourse.corpus import load_corpus
+    from llmcourse.finetune import recipe
+    from llmcourse.finetune.sft import majority_baseline
+    from llmcourse.finetune.tasks import make_tasks, vocabulary
+
+    tasks = make_tasks(vocabulary(load_corpus("shakespeare").text), 1000, 40, ["first_word", "count_words"])
+    course = course_model(progress=False)
+    tokenizer, model = recipe.chat_model(course.tokenizer, course.model)
+    before = exact_match(model, tokenizer, tasks.test)
+    data = InstructionBatches(encode_conversations(tasks.train, tokenizer, 64), pad_id=0)
+    Trainer(model, data, None, recipe.sft_config(max_steps=400), progress=False).fit()
+    after = exact_match(model, tokenizer, tasks.test)
+    baseline = majority_baseline(tasks.train, tasks.test)
+    for family in ("first_word", "count_words"):
+        assert before[family][0] == 0
+        assert after[family][0] >= baseline[family][0] + 10, (family, after, baseline)
+    assert course.tokenizer.n_vocab + 4 == tokenizer.n_vocab  # the pretrained model is left as it was
+    assert course.model.tok_emb.weight.shape[0] == course.tokenizer.n_vocab

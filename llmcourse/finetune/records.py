@@ -150,3 +150,27 @@ def load_records(path: str | Path) -> list[Conversation]:
     first = records[0]
     is_chat = isinstance(first, dict) and ({"messages", "conversations"} & set(first))
     return chat(records) if is_chat else alpaca(records)
+
+
+# A real instruction set for readers who are online: the 1,100 Alpaca-style records of "Build a
+# Large Language Model (From Scratch)", chapter 7, pinned to the commit that added them.
+INSTRUCTION_DATA = {
+    "lfs-instructions": (
+        "instruction-data.json",
+        "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/"
+        "4ac480c9ae56ead3ba3bf71060ecbcd783bb8dc6/ch07/01_main-chapter-code/instruction-data.json",
+    ),
+}
+
+
+def load_instruction_data(name: str = "lfs-instructions") -> list[Conversation]:
+    """A published instruction set, downloaded once, checked against its sha256 and cached
+    (`llmcourse.download`), then read by `load_records`. Offline it raises DownloadError, which
+    says where to put a copy."""
+    from llmcourse.download import Url, fetch_verified
+
+    if name not in INSTRUCTION_DATA:
+        raise ValueError(f"unknown instruction set {name!r}; known: {sorted(INSTRUCTION_DATA)}")
+    archive, sha256, url = INSTRUCTION_DATA[name]
+    return load_records(fetch_verified(archive, sha256, [Url(url)]))

@@ -26,7 +26,7 @@ from llmcourse.finetune.collate import (
     pad_batch,
 )
 from llmcourse.finetune.records import Conversation
-from llmcourse.finetune.template import END, prompt_ids, render
+from llmcourse.finetune.template import render
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -85,28 +85,24 @@ def reply(
     max_new_tokens: int = 24,
 ) -> str:
     """The model's greedy answer to a conversation ((role, text) pairs), up to its <|end|>."""
-    from llmcourse.generate import stream
+    from llmcourse.finetune.chat import stream_reply
 
-    prompt = prompt_ids(messages, tokenizer)
-    room = model.cfg.context_length - len(prompt) + 1
-    if room < 1:
-        raise ValueError(
-            f"the prompt has {len(prompt)} tokens; the context holds {model.cfg.context_length}"
-        )
-    device = next(model.parameters()).device
-    end = tokenizer.special_tokens[END]
-    out: list[int] = []
-    for token in stream(
-        model,
-        torch.tensor([prompt], device=device),
-        min(max_new_tokens, room),
-        temperature=0,
-        eos_id=end,
-    ):
-        if token.item() == end:
-            break
-        out.append(token.item())
-    return tokenizer.decode(out)
+    return "".join(stream_reply(model, tokenizer, messages, max_new_tokens, temperature=0))
+
+
+def score_answers(answers: Sequence[tuple[str, str, str]]) -> dict[str, tuple[int, int]]:
+    """{task family: (right, questions)} for (task, given answer, expected answer) triples: an
+    answer is right when it equals the expected one once surrounding white space is stripped
+    (a model that says " 12\n" for 12 is right; "12." is not).
+
+    >>> score_answers([("add", " 12", "12"), ("add", "12.", "12"), ("act", "3", "3")])
+    {'add': (1, 2), 'act': (1, 1)}
+    """
+    scores: dict[str, tuple[int, int]] = {}
+    for task, given, expected in answers:
+        right, total = scores.get(task, (0, 0))
+        scores[task] = (right + (given.strip() == expected.strip()), total + 1)
+    return scores
 
 
 def exact_match(
@@ -115,28 +111,24 @@ def exact_match(
     conversations: Sequence[Conversation],
     max_new_tokens: int = 24,
 ) -> dict[str, tuple[int, int]]:
-    """{task family: (answers exactly right, questions)}: the greedy reply, stripped of surrounding
-    white space, must equal the expected answer."""
-    scores: dict[str, list[int]] = {}
-    for c in conversations:
-        messages = [(m.role, m.content) for m in c.prompt_messages]
-        got = reply(model, tokenizer, messages, max_new_tokens).strip()
-        right, total = scores.setdefault(c.task, [0, 0])
-        scores[c.task] = [right + (got == c.answer.strip()), total + 1]
-    return {task: (right, total) for task, (right, total) in scores.items()}
+    """{task family: (answers exactly right, questions)} for the model's greedy replies."""
+    return score_answers([
+        (c.task, reply(model, tokenizer, [(m.role, m.content) for m in c.prompt_messages],
+                       max_new_tokens), c.answer)
+        for c in conversations
+    ])
 
 
-def majority_baseline(train: Sequence[Conversation],
-                      test: Sequence[Conversation]) -> dict[str, tuple[int, int]]:
+def majority_baseline(
+    train: Sequence[Conversation], test: Sequence[Conversation]
+) -> dict[str, tuple[int, int]]:
     """{task family: (right, questions)} for always giving the family's commonest training
     answer: what a model scores by guessing well without reading the question. A fine-tuned
     score is a gain only above it (it matters where answers repeat, as the acts of a play do)."""
     from collections import Counter
 
-    commonest = {task: Counter(c.answer for c in train if c.task == task).most_common(1)[0][0]
-                 for task in {c.task for c in train}}
-    scores: dict[str, tuple[int, int]] = {}
-    for c in test:
-        right, total = scores.get(c.task, (0, 0))
-        scores[c.task] = (right + (commonest.get(c.task) == c.answer), total + 1)
-    return scores
+    counts: dict[str, Counter] = {}
+    for c in train:
+        counts.setdefault(c.task, Counter())[c.answer] += 1
+    commonest = {task: count.most_common(1)[0][0] for task, count in counts.items()}
+    return score_answers([(c.task, commonest.get(c.task, ""), c.answer) for c in test])

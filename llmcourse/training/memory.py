@@ -1,6 +1,7 @@
 """Where the memory of a training step goes, measured on a real step rather than estimated.
 
-- weights, gradients: the bytes of the parameters and of their `.grad` after a backward pass;
+- weights, gradients: the bytes of the parameters (frozen ones too, as under LoRA) and of the
+  `.grad` of the trainable ones after a backward pass;
 - optimizer: the bytes of AdamW's state after one step (its two moments; the step counters are a
   few bytes);
 - activations: the bytes autograd keeps for the backward pass, counted with its own saved-tensor
@@ -45,6 +46,6 @@ def measure_training_memory(model: torch.nn.Module, ids: torch.Tensor,
     loss.backward()
     optimizer.step()
     state = [t for p in params for name, t in optimizer.state[p].items() if name != "step"]
-    return TrainingMemory(weights=sum(p.nbytes for p in params),
+    return TrainingMemory(weights=sum(p.nbytes for p in model.parameters()),  # each tied one once
                           gradients=sum(p.grad.nbytes for p in params),
                           optimizer=sum(t.nbytes for t in state), activations=activations)
