@@ -3,6 +3,7 @@
     python benchmarks/run.py             # 3 runs of each measurement, medians, one machine, one sitting
     python benchmarks/run.py --render    # rewrite results.md from the last run's results.json, measuring nothing
     python benchmarks/run.py --only pretraining   # measure one part (tokenization, model, pretraining), keep the rest
+    python benchmarks/run.py --only finetuning   # SFT step against llms-from-scratch; LoRA against full
     python benchmarks/run.py --only gpu   # GPT-2 124M on one GPU: tokens/s and MFU (where there is a CUDA GPU)
 
 Every measurement runs in a fresh process. The runs of the sides of one comparison are interleaved (A B C, A B C, ...)
@@ -89,6 +90,10 @@ def measure_part(part: str) -> dict:
         return {"step": measure_interleaved("model_bench.py", {k: ("train", *v) for k, v in step.items()}, MODEL_ENV),
                 "generate": measure_interleaved("model_bench.py", {w: ("generate", *w.split("/")) for w in (
                     "ours", "ours-row", "ours-nocache", "hf", "ours/bf16", "hf/bf16")}, MODEL_ENV)}
+    if part == "finetuning":
+        jobs = {f"{what}/{side}/{shape}": (what, side, shape) for shape in ("course", "gpt2")
+                for what, sides in (("sft", ("ours", "lfs")), ("lora", ("full", "lora"))) for side in sides}
+        return {"finetuning": measure_interleaved("finetune_bench.py", jobs, MODEL_ENV)}
     if part == "gpu":  # one run: minutes of GPU time, and a GPU is rarely shared with a noisy neighbour
         return {"gpu": run_once("gpu_bench.py")}
     if part == "checkpointing":
@@ -101,8 +106,8 @@ def measure_part(part: str) -> dict:
             "overhead": measure("pretrain_bench.py", "overhead", env=MODEL_ENV)}
 
 
-PARTS = ("tokenization", "model", "pretraining", "checkpointing", "gpu")
-NEEDS_PEERS = ("model", "pretraining")
+PARTS = ("tokenization", "model", "pretraining", "checkpointing", "finetuning", "gpu")
+NEEDS_PEERS = ("model", "pretraining", "finetuning")
 
 
 def measure_all(parts: tuple[str, ...] = PARTS, results: dict | None = None) -> dict:
@@ -219,6 +224,29 @@ def pretraining_table(r: dict) -> list[str]:
     return _table("Pretraining (Part III)", rows)
 
 
+def finetuning_table(r: dict) -> list[str]:
+    f = r["finetuning"]
+    shapes = {"course": "the course model (1.1M parameters)", "gpt2": "GPT-2 124M's shape"}
+    rows = []
+    for shape, name in shapes.items():
+        ours, lfs = f[f"sft/ours/{shape}"], f[f"sft/lfs/{shape}"]
+        rows.append((f"one SFT step, {name}, batch 8 of the chapter's questions, fp32",
+                     f"{ours['step_ms']:.0f} ms, {ours['peak_rss_mb']:.0f} MB peak",
+                     f"{LFS} chapter 7: {lfs['step_ms']:.0f} ms, {lfs['peak_rss_mb']:.0f} MB peak",
+                     f"{_speed(lfs['step_ms'], ours['step_ms'])} the speed, "
+                     f"{ours['peak_rss_mb'] / lfs['peak_rss_mb']:.2f}x the memory"))
+    for shape, name in shapes.items():
+        full, lora = f[f"lora/full/{shape}"], f[f"lora/lora/{shape}"]
+        rows.append((f"LoRA (rank 8, every block matrix) against full fine-tuning, {name}",
+                     f"LoRA: {lora['trainable']:,} trained, {lora['step_ms']:.0f} ms, "
+                     f"{lora['peak_rss_mb']:.0f} MB peak",
+                     f"full: {full['trainable']:,} trained, {full['step_ms']:.0f} ms, "
+                     f"{full['peak_rss_mb']:.0f} MB peak",
+                     f"{lora['step_ms'] / full['step_ms']:.2f}x the time, "
+                     f"{lora['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the memory"))
+    return _table("Fine-tuning (Part IV)", rows)
+
+
 def gpu_lines(g: dict) -> list[str]:
     nano = (f"nanoGPT's README reports ~135 ms per training step of GPT-2 124M at batch 12 x 1,024 tokens with "
             f"torch.compile, on an A100: ~{round(g['nanogpt_tokens_per_s'], -3):,.0f} tokens/s, "
@@ -259,6 +287,8 @@ def render(r: dict) -> str:
         lines += model_table(r)
     if "learn" in r:
         lines += pretraining_table(r)
+    if "finetuning" in r:
+        lines += finetuning_table(r)
     if "gpu" in r:
         lines += gpu_lines(r["gpu"])
     return "\n".join(lines)
