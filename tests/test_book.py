@@ -272,7 +272,8 @@ def test_pdf_has_no_blank_pages(built_book, tmp_path):
 
 def test_pdf_numbers_chapters_as_the_text_does(built_book):
     """Chapter NN_* is chapter NN; parts print their captions alone ("Part I: ..."), the appendix is unnumbered."""
-    toc = (built_book / "latex" / "llmcourse.toc").read_text()
+    # LaTeX writes a title's hyphens as \sphinxhyphen {} (a break point): read them back as hyphens
+    toc = (built_book / "latex" / "llmcourse.toc").read_text().replace("\\sphinxhyphen {}", "-")
     entries = re.findall(r"\\contentsline \{(part|chapter)\}\{(?:\\numberline \{([^}]*)\})?(.*?)\}\{\d+\}", toc)
     chapters = {title: number for kind, number, title in entries if kind == "chapter"}
     parts = [(number, title) for kind, number, title in entries if kind == "part"]
