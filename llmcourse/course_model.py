@@ -241,16 +241,15 @@ def _train(config: CourseModelConfig, device: torch.device,
     return tokenizer, model, metrics
 
 
-def _write(entry: Path, key: str, config: CourseModelConfig, tokenizer: Tokenizer, model: GPT,
-           metrics: dict) -> None:
-    """Write the entry into a temporary folder beside it, then rename it into place (atomic)."""
+def write_entry(entry: Path, tokenizer: Tokenizer, model: torch.nn.Module, meta: dict) -> None:
+    """A cache entry (model.safetensors, tokenizer.json, meta.json with the weights' sha256), written
+    into a temporary folder beside it, then renamed into place (atomic)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
     try:
         save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding and LM head
         save_tokenizer(tokenizer, tmp / "tokenizer.json")
-        meta = {"format": FORMAT, "key": key, "config": dataclasses.asdict(config),
-                "weights_sha256": sha256_of(tmp / "model.safetensors"), "metrics": metrics}
+        meta = {**meta, "weights_sha256": sha256_of(tmp / "model.safetensors")}
         (tmp / "meta.json").write_text(json.dumps(meta))
         if entry.exists():  # a corrupt entry being replaced
             shutil.rmtree(entry)
@@ -261,8 +260,9 @@ def _write(entry: Path, key: str, config: CourseModelConfig, tokenizer: Tokenize
             raise
 
 
-def _read(entry: Path, key: str, config: CourseModelConfig) -> tuple[Tokenizer, GPT, dict]:
-    """Load a cache entry, checking each file; CourseModelError says what is wrong."""
+def read_entry(entry: Path, key: str, model: torch.nn.Module) -> tuple[Tokenizer, dict]:
+    """Load a cache entry's weights into `model` (its architecture) and its tokenizer, checking each
+    file; CourseModelError says what is wrong. Returns the tokenizer and the entry's meta."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -276,12 +276,25 @@ def _read(entry: Path, key: str, config: CourseModelConfig) -> tuple[Tokenizer, 
         tokenizer = load_tokenizer(entry / "tokenizer.json")
     except TokenizerFileError as err:
         raise CourseModelError(str(err)) from None
-    model = GPT(config.model_config())
     try:
         load_model(model, str(weights), strict=True)
     except (SafetensorError, RuntimeError) as err:
         raise CourseModelError(f"{weights} does not fit the model: {err}") from None
-    return tokenizer, model.eval(), meta["metrics"]
+    model.eval()
+    return tokenizer, meta
+
+
+def _write(entry: Path, key: str, config: CourseModelConfig, tokenizer: Tokenizer, model: GPT,
+           metrics: dict) -> None:
+    write_entry(entry, tokenizer, model, {"format": FORMAT, "key": key,
+                                          "config": dataclasses.asdict(config), "metrics": metrics})
+
+
+def _read(entry: Path, key: str, config: CourseModelConfig) -> tuple[Tokenizer, GPT, dict]:
+    """Load a cache entry, checking each file; CourseModelError says what is wrong."""
+    model = GPT(config.model_config())
+    tokenizer, meta = read_entry(entry, key, model)
+    return tokenizer, model, meta["metrics"]
 
 
 def course_model(config: CourseModelConfig | None = None, device: torch.device | str | None = None,

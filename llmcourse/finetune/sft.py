@@ -83,11 +83,15 @@ def reply(
     tokenizer: Tokenizer,
     messages: list[tuple[str, str]],
     max_new_tokens: int = 24,
+    temperature: float = 0.0,
+    seed: int | None = None,
 ) -> str:
-    """The model's greedy answer to a conversation ((role, text) pairs), up to its <|end|>."""
+    """The model's answer to a conversation ((role, text) pairs), up to its <|end|>: greedy, or
+    sampled at `temperature`."""
     from llmcourse.finetune.chat import stream_reply
 
-    return "".join(stream_reply(model, tokenizer, messages, max_new_tokens, temperature=0))
+    return "".join(stream_reply(model, tokenizer, messages, max_new_tokens,
+                                temperature=temperature, seed=seed))
 
 
 def score_answers(answers: Sequence[tuple[str, str, str]]) -> dict[str, tuple[int, int]]:
@@ -110,12 +114,15 @@ def exact_match(
     tokenizer: Tokenizer,
     conversations: Sequence[Conversation],
     max_new_tokens: int = 24,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> dict[str, tuple[int, int]]:
-    """{task family: (answers exactly right, questions)} for the model's greedy replies."""
+    """{task family: (answers exactly right, questions)} for the model's greedy replies, or, with
+    a temperature, for one sampled reply per question (question i sampled with seed + i)."""
     return score_answers([
         (c.task, reply(model, tokenizer, [(m.role, m.content) for m in c.prompt_messages],
-                       max_new_tokens), c.answer)
-        for c in conversations
+                       max_new_tokens, temperature, seed + i if temperature else None), c.answer)
+        for i, c in enumerate(conversations)
     ])
 
 
