@@ -71,3 +71,28 @@ def test_smoothing_keeps_the_raw_losses_on_hover():
     train = curves_figure({"r": history}, smoothing=0.5).data[0]
     assert list(train.customdata) == [4.0, 2.0, 3.0]
     assert train.y[0] == pytest.approx(4.0)  # debiased: the first point is the first loss, not 0.5 * it
+
+
+def test_metrics_figure_draws_a_panel_per_logged_metric():
+    """DPO's statistics, as the trainer logs them: one panel each, training (smoothed, raw on hover)
+    and held-out values, and a menu over groups of runs."""
+    from llmcourse.viz.training import metrics_figure
+
+    def run(scale):
+        steps = [{"kind": "train", "step": s, "loss": 0.7 - scale * s, "margin": scale * s,
+                  "accuracy": min(1.0, 0.5 + scale * s)} for s in range(1, 6)]
+        return steps + [{"kind": "eval", "step": 5, "val_loss": 0.6, "val_margin": 0.2}]
+
+    fig = metrics_figure({"a": run(0.01), "b": run(0.05)},
+                         {"loss": "DPO loss", "margin": "margin", "accuracy": "accuracy"},
+                         groups={"a": ["a"], "both": ["a", "b"]})
+    names = [(t.name, t.yaxis) for t in fig.data]
+    assert ("a", "y") in names and ("a", "y2") in names and ("a", "y3") in names
+    held = [t for t in fig.data if t.name == "b: held out"]
+    assert [list(t.y) for t in held] == [[0.6], [0.2]]  # val_loss and val_margin; no val_accuracy
+    raw = next(t for t in fig.data if t.name == "b" and t.yaxis == "y2").customdata
+    assert list(raw) == pytest.approx([0.05 * s for s in range(1, 6)])
+    assert fig.layout.yaxis2.title.text == "margin"
+    assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["a", "both"]
+    assert all(t.visible for t in fig.data if t.legendgroup == "a")
+    assert not any(t.visible for t in fig.data if t.legendgroup == "b")

@@ -48,6 +48,7 @@ class Batch:
     targets: torch.Tensor  # (B, T), IGNORE where nothing is learnt
     mask: torch.Tensor  # bool, (B, 1, 1, T) padded or (B, 1, T, T) packed; the model adds causality
     positions: torch.Tensor  # (B, T)
+    reference: torch.Tensor | None = None  # (B,) DPO: the reference's log-probability of each row
 
 
 def encode_example(prompt: Sequence[int], response: Sequence[int], context_length: int,

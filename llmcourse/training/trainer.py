@@ -211,9 +211,10 @@ class Trainer:
             with self._autocast():
                 loss = self.forward(x, y, **extra)[1].float()
             losses.append(mean_over_ranks(loss, self.dist).item())
+        measured = self._objective_metrics("val_")
         self.model.train(was_training)
         loss = float(np.mean(losses))
-        out = {"val_loss": loss}
+        out = {"val_loss": loss, **measured}
         if self.bytes_per_token:
             out["val_bpb"] = bits_per_byte(loss, self.bytes_per_token)
         return out
@@ -227,6 +228,8 @@ class Trainer:
         if hasattr(data, "sample"):
             batch = data.sample(self.cfg.batch_size, generator, self.rows)
             extra = {"mask": batch.mask.to(self.device), "positions": batch.positions.to(self.device)}
+            if getattr(batch, "reference", None) is not None:  # preference pairs (DPO)
+                extra["reference"] = batch.reference.to(self.device)
             return batch.ids.to(self.device), batch.targets.to(self.device), extra
         x, y = random_batch(data, self.cfg.batch_size, self.cfg.context_length, generator, self.rows)
         return x.to(self.device), y.to(self.device), {}
@@ -265,7 +268,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        metrics = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr}
+        metrics = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr, **self._objective_metrics()}
         if rank_losses is not None:
             metrics["rank_losses"] = rank_losses
         return metrics
@@ -292,6 +295,12 @@ class Trainer:
             raise TrainingDiverged(self._diverged_message(f"the gradient norm became {grad_norm}"))
         self.step += 1
         return {"loss": loss_value, "grad_norm": grad_norm, "lr": lr, "rank_losses": rank_losses}
+
+    def _objective_metrics(self, prefix: str = "") -> dict[str, float]:
+        """What a model that computes its own objective (DPO's) measured since it was last asked, such
+        as rewards and accuracies: reported beside the loss, so that the curves show them too."""
+        report = getattr(self.model, "step_metrics", None)
+        return {prefix + k: v for k, v in report().items()} if callable(report) else {}
 
     def _diverged_message(self, what: str) -> str:
         kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path is not None

@@ -84,20 +84,73 @@ def curves_figure(runs: dict[str, History], title: str = "Training curves", smoo
     return fig
 
 
+def metrics_figure(runs: dict[str, History], metrics: dict[str, str], title: str = "Training curves",
+                   smoothing: float = 0.6, groups: dict[str, list[str]] | None = None) -> go.Figure:
+    """One panel per metric that the runs logged (`metrics`: key -> axis title), e.g. DPO's reward
+    margin, preference accuracy and log-probabilities, against steps: training values smoothed
+    (the raw step on hover), validation values (logged as "val_" + key) dashed with markers.
+    `groups` adds a menu that shows one group of runs at a time."""
+    keys = list(metrics)
+    fig = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, vertical_spacing=0.05)
+    owners: list[str] = []
+    for i, (name, history) in enumerate(runs.items()):
+        color = PALETTE[i % len(PALETTE)]
+        train = [m for m in history if m.get("kind") == "train"]
+        val = [m for m in history if m.get("kind") == "eval"]
+        for row, key in enumerate(keys, start=1):
+            shown = [m for m in train if key in m]
+            if shown:
+                raw = [m[key] for m in shown]
+                fig.add_scatter(x=[m["step"] for m in shown], y=_smooth(raw, smoothing),
+                                name=f"{name}", legendgroup=name, showlegend=row == 1,
+                                line=dict(color=color, width=2), customdata=raw,
+                                hovertemplate=f"step %{{x}}<br>{key} %{{y:.3f}} "
+                                              f"(this step %{{customdata:.3f}})", row=row, col=1)
+                owners.append(name)
+            checked = [m for m in val if "val_" + key in m]
+            if checked:
+                fig.add_scatter(x=[m["step"] for m in checked], y=[m["val_" + key] for m in checked],
+                                name=f"{name}: held out", legendgroup=name,
+                                showlegend=row == 1, mode="lines+markers",
+                                line=dict(color=color, dash="dash"),
+                                hovertemplate=f"step %{{x}}<br>held-out {key} %{{y:.3f}}",
+                                row=row, col=1)
+                owners.append(name)
+            fig.update_yaxes(title_text=metrics[key], row=row, col=1)
+    fig.update_xaxes(title_text="step", row=len(keys), col=1)
+    fig.update_layout(title=title, height=170 * len(keys) + 140, hovermode="closest")
+    if groups:
+        buttons = [dict(label=label, method="restyle",
+                        args=[{"visible": [owner in members for owner in owners]}])
+                   for label, members in groups.items()]
+        fig.update_layout(height=170 * len(keys) + 140 + MENU_ROW, margin=dict(t=TOP + MENU_ROW),
+                          updatemenus=[menu_under_title(buttons)])
+        first = next(iter(groups.values()))
+        for trace, owner in zip(fig.data, owners):
+            trace.visible = owner in first
+    return fig
+
+
 class LiveCurves:
     """A trainer callback that redraws the training curves in place, at most every `every` seconds (drawing costs
     far more than a training step of a small model). Call `close()` after training for the final frame."""
 
     def __init__(self, name: str = "run", every: float = 2.0, title: str = "Training curves",
-                 baseline: float | None = None, others: dict[str, History] | None = None) -> None:
+                 baseline: float | None = None, others: dict[str, History] | None = None,
+                 metrics: dict[str, str] | None = None) -> None:
+        """metrics: draw these logged metrics (metrics_figure) instead of the loss and the rate."""
         self.name, self.every, self.title, self.baseline = name, every, title, baseline
+        self.metrics = metrics
         self.history: History = []
         self.others = dict(others or {})  # finished runs drawn beside this one
         self._handle = None
         self._last = 0.0
 
     def figure(self) -> go.Figure:
-        return curves_figure({**self.others, self.name: self.history}, self.title, baseline=self.baseline)
+        runs = {**self.others, self.name: self.history}
+        if self.metrics:
+            return metrics_figure(runs, self.metrics, self.title)
+        return curves_figure(runs, self.title, baseline=self.baseline)
 
     def __call__(self, metrics: dict[str, Any]) -> None:
         self.history.append(metrics)
