@@ -128,6 +128,10 @@ def test_pairs_reject_the_models_own_mistakes():
     assert made.on_policy > 0  # at a high temperature the tiny model errs
     for pair, conversation in zip(made.pairs, asked * 2):
         assert pair.chosen == conversation.answer and pair.rejected.strip() != pair.chosen
+    more = make_pairs(sft, tokenizer, asked, samples=8, temperature=1.5, seed=0, per_prompt=2)
+    per_prompt = [[p.rejected for p in more.pairs if p.prompt == c.prompt_messages] for c in asked]
+    assert all(1 <= len(r) <= 2 and len(set(r)) == len(r) for r in per_prompt)  # distinct mistakes
+    assert any(len(r) == 2 for r in per_prompt)
     with pytest.raises(ValueError, match="single answer"):  # nothing plausible to reject
         make_pairs(sft, tokenizer, CONVERSATIONS[:1] * 2, samples=1, temperature=0)
     with pytest.raises(ValueError, match=r"\(2, 2\)"):

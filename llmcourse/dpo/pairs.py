@@ -51,9 +51,10 @@ def sample_answers(model: torch.nn.Module, tokenizer: Tokenizer, conversation: C
 
 def make_pairs(model: torch.nn.Module, tokenizer: Tokenizer,
                conversations: Sequence[Conversation], samples: int = 4, temperature: float = 1.0,
-               seed: int = 0) -> MadePairs:
-    """One pair per conversation: (the right answer, a wrong one the model sampled, else another
-    answer of the family)."""
+               seed: int = 0, per_prompt: int = 1) -> MadePairs:
+    """Pairs of (the right answer, a wrong one the model sampled) for every conversation: up to
+    `per_prompt` pairs with different wrong answers, else one pair with another answer of the
+    family. More pairs per prompt make a held-out measurement less noisy."""
     rng = random.Random(seed)
     answers: dict[str, list[str]] = {}
     for c in conversations:
@@ -62,15 +63,15 @@ def make_pairs(model: torch.nn.Module, tokenizer: Tokenizer,
     for i, c in enumerate(conversations):
         right = c.answer.strip()
         sampled = sample_answers(model, tokenizer, c, samples, temperature, seed + i)
-        wrong = [a for a in sampled if a and a != right]
-        if wrong:
-            rejected = wrong[0]
-            on_policy += 1
-        else:
+        wrong = list(dict.fromkeys(a for a in sampled if a and a != right))[:per_prompt]
+        for rejected in wrong:
+            pairs.append(PreferencePair(c.prompt_messages, c.answer, rejected, c.task))
+        on_policy += len(wrong)
+        if not wrong:
             others = sorted({a for a in answers[c.task] if a.strip() != right})
             if not others:
                 raise ValueError(f"the task {c.task!r} has a single answer ({right!r}): nothing to "
                                  f"reject")
             rejected = rng.choice(others)
-        pairs.append(PreferencePair(c.prompt_messages, c.answer, rejected, c.task))
+            pairs.append(PreferencePair(c.prompt_messages, c.answer, rejected, c.task))
     return MadePairs(pairs, on_policy, len(pairs) - on_policy)
