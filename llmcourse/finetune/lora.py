@@ -67,7 +67,8 @@ class LoRALinear(nn.Module):
         y = self.base(x)
         if self.merged:  # W already holds the update
             return y
-        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling  # (..., out)
+        # (..., in) @ (in, r) @ (r, out): the update goes through rank r
+        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
 
     def delta_weight(self) -> torch.Tensor:
         """(alpha / r) B A: what merging adds to W, shape (out, in)."""
