@@ -12,14 +12,13 @@ the reward model and the RL loop, because the policy's own log-ratio is an impli
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmcourse.dpo.training import Pair, pair_batch
+from llmcourse.dpo.training import Measured, Pair, pair_batch
 from llmcourse.finetune.collate import IGNORE
 
 
@@ -44,7 +43,7 @@ class RewardModel(nn.Module):
         self.head = nn.Linear(d, 1)
         nn.init.zeros_(self.head.weight)  # every answer starts at reward 0: P = 1/2
         nn.init.zeros_(self.head.bias)
-        self._seen: dict[str, list[float]] = defaultdict(list)
+        self._measured = Measured()
 
     def score(self, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
               positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,13 +58,12 @@ class RewardModel(nn.Module):
         """The Bradley-Terry loss on (chosen rows, then rejected rows), as the trainer steps it."""
         chosen, rejected = self.score(ids, targets, mask, positions).chunk(2)
         loss = -F.logsigmoid(chosen - rejected).mean()  # -log preference_probability, stably
-        self._seen["accuracy"].append(float((chosen > rejected).float().mean()))
-        self._seen["margin"].append(float((chosen - rejected).detach().mean()))
+        self._measured.add(accuracy=(chosen > rejected).float().mean(),
+                           margin=(chosen - rejected).detach().mean())
         return None, loss
 
     def step_metrics(self) -> dict[str, float]:
-        seen, self._seen = self._seen, defaultdict(list)
-        return {name: sum(values) / len(values) for name, values in seen.items()}
+        return self._measured.take()
 
 
 @torch.no_grad()

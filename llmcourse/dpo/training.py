@@ -96,6 +96,22 @@ class PreferenceBatches:
                      torch.cat([reference[:, 0], reference[:, 1]]))  # chosen rows, then rejected
 
 
+class Measured:
+    """Means of what a model's forward passes measured, for the trainer's `step_metrics` seam."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, **values: torch.Tensor | float) -> None:
+        for name, value in values.items():
+            self._seen[name].append(float(value))
+
+    def take(self) -> dict[str, float]:
+        """The means since the last call (then forgotten)."""
+        seen, self._seen = self._seen, defaultdict(list)
+        return {name: sum(values) / len(values) for name, values in seen.items()}
+
+
 class DPOObjective(nn.Module):
     """The policy, with DPO as what its forward pass computes: the trainer steps this module.
 
@@ -108,7 +124,7 @@ class DPOObjective(nn.Module):
         if not beta > 0:
             raise ValueError(f"beta must be positive, got {beta}")
         self.policy, self.beta, self.average, self.sft_weight = policy, beta, average, sft_weight
-        self._seen: dict[str, list[float]] = defaultdict(list)
+        self._measured = Measured()
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, reference: torch.Tensor | None = None):
@@ -123,18 +139,15 @@ class DPOObjective(nn.Module):
             counts = (targets[: len(chosen)] != IGNORE).sum(-1)
             totals = chosen * counts if self.average else chosen
             loss = loss - self.sft_weight * totals.sum() / counts.sum()
-        for name, value in (("reward_chosen", out.chosen_rewards.mean()),
-                            ("reward_rejected", out.rejected_rewards.mean()),
-                            ("margin", out.margins.mean()), ("accuracy", out.accuracy),
-                            ("logp_chosen", chosen.detach().mean()),
-                            ("logp_rejected", rejected.detach().mean())):
-            self._seen[name].append(float(value))
+        self._measured.add(reward_chosen=out.chosen_rewards.mean(),
+                           reward_rejected=out.rejected_rewards.mean(), margin=out.margins.mean(),
+                           accuracy=out.accuracy, logp_chosen=chosen.detach().mean(),
+                           logp_rejected=rejected.detach().mean())
         return None, loss
 
     def step_metrics(self) -> dict[str, float]:
         """The means of what the forward passes measured since the last call (then forgotten)."""
-        seen, self._seen = self._seen, defaultdict(list)
-        return {name: sum(values) / len(values) for name, values in seen.items()}
+        return self._measured.take()
 
 
 @torch.no_grad()
