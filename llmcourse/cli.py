@@ -3,6 +3,7 @@
     train [--preset course] [--steps N | --tokens N | --minutes M] [--out DIR] [--resume]   pretrain a model
     generate RUN_DIR [--prompt TEXT] [--temperature T] [--top-k K] [--top-p P]               sample from it
     chat RUN_DIR [--system TEXT] [--temperature T]                  chat with a fine-tuned run's model
+    eval CHECKPOINT [--json PATH] [--harness TASKS]                 the report card of a model
     grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]   score learner notebooks
     exercises [--check]                                             regenerate exercises/ from solutions/
     corpus fetch NAME | corpus list                                 fetch (and cache) or list the corpora
@@ -90,6 +91,12 @@ def _chat(args: argparse.Namespace) -> int:
     return chat_command(args)
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from llmcourse.evaluation.command import eval_command
+
+    return eval_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -109,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     chat = commands.add_parser("chat", help="chat with a fine-tuned run's model, streaming")
     add_chat_arguments(chat)
     chat.set_defaults(run=_chat)
+
+    from llmcourse.evaluation.command import add_eval_arguments
+
+    evaluate = commands.add_parser("eval", help="the report card of a model: every measure, with "
+                                                "intervals and floors")
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(run=_eval)
 
     grade = commands.add_parser("grade", help="score learner notebooks")
     grade.add_argument("notebooks", nargs="+")

@@ -36,10 +36,10 @@ stamp=.venv/.llmcourse-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned (constraints.txt): an unpinned torch anywhere in the tree would pull a CUDA build
-  log "installing torch, then llmcourse with its book, dev and deepspeed extras"
+  log "installing torch, then llmcourse with its book, dev, eval and deepspeed extras"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -c constraints.txt torch
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[book,dev,deepspeed]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[book,dev,eval,deepspeed]"
   echo "$want" > "$stamp"
 fi
 log "ready: $(.venv/bin/python -c 'import torch, llmcourse; print("llmcourse", llmcourse.__version__, "torch", torch.__version__)')"
