@@ -94,6 +94,9 @@ def measure_part(part: str) -> dict:
         jobs = {f"{what}/{side}/{shape}": (what, side, shape) for shape in ("course", "gpt2")
                 for what, sides in (("sft", ("ours", "lfs")), ("lora", ("full", "lora"))) for side in sides}
         return {"finetuning": measure_interleaved("finetune_bench.py", jobs, MODEL_ENV)}
+    if part == "evaluation":
+        jobs = {f"{side}/{shape}": (side, shape) for shape in ("course", "gpt2") for side in ("ours", "hflm")}
+        return {"evaluation": measure_interleaved("eval_bench.py", jobs, MODEL_ENV)}
     if part == "gpu":  # one run: minutes of GPU time, and a GPU is rarely shared with a noisy neighbour
         return {"gpu": run_once("gpu_bench.py")}
     if part == "checkpointing":
@@ -106,7 +109,7 @@ def measure_part(part: str) -> dict:
             "overhead": measure("pretrain_bench.py", "overhead", env=MODEL_ENV)}
 
 
-PARTS = ("tokenization", "model", "pretraining", "checkpointing", "finetuning", "gpu")
+PARTS = ("tokenization", "model", "pretraining", "checkpointing", "finetuning", "evaluation", "gpu")
 NEEDS_PEERS = ("model", "pretraining", "finetuning")
 
 
@@ -247,6 +250,19 @@ def finetuning_table(r: dict) -> list[str]:
     return _table("Fine-tuning (Part IV)", rows)
 
 
+def evaluation_table(r: dict) -> list[str]:
+    e = r["evaluation"]
+    rows = []
+    for shape, name, what in (("course", "the course model", "1,600 continuations and 262 texts"),
+                              ("gpt2", "GPT-2 124M's shape", "400 continuations and 52 texts")):
+        ours, hflm = e[f"ours/{shape}"], e[f"hflm/{shape}"]
+        rows.append((f"lm-eval on the course's local tasks ({what}), {name}, batches of 32",
+                     f"`CourseLM`: {ours['seconds']:.1f} s",
+                     f"lm-eval's HFLM on transformers: {hflm['seconds']:.1f} s",
+                     f"{hflm['seconds'] / ours['seconds']:.2f}x the speed"))
+    return _table("Evaluation (Part V)", rows)
+
+
 def gpu_lines(g: dict) -> list[str]:
     nano = (f"nanoGPT's README reports ~135 ms per training step of GPT-2 124M at batch 12 x 1,024 tokens with "
             f"torch.compile, on an A100: ~{round(g['nanogpt_tokens_per_s'], -3):,.0f} tokens/s, "
@@ -289,6 +305,8 @@ def render(r: dict) -> str:
         lines += pretraining_table(r)
     if "finetuning" in r:
         lines += finetuning_table(r)
+    if "evaluation" in r:
+        lines += evaluation_table(r)
     if "gpu" in r:
         lines += gpu_lines(r["gpu"])
     return "\n".join(lines)

@@ -7,6 +7,7 @@ our attention uses. A tied LM head is not stored at all. Only safetensors are re
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -217,14 +218,38 @@ def load_hf_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> 
     return model.eval()
 
 
-def save_hf_checkpoint(model: GPT, path: str | Path) -> None:
-    """Write config.json and model.safetensors that transformers (and load_hf_checkpoint) can read. The folder is
-    written next to its final place and renamed into it, so an interrupted save leaves no half checkpoint."""
+def save_hf_tokenizer(tokenizer, folder: str | Path, eos: str = "<|endoftext|>") -> None:
+    """Write `tokenizer` (llmcourse's byte-level BPE) as a Hugging Face fast tokenizer: its ranks in tiktoken's file
+    format, converted by transformers' own converter (transformers must be installed). The same text gets the same
+    ids, so lm-eval's HF backend or any transformers pipeline can read a saved course model."""
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        ranks = Path(tmp) / "ranks.tiktoken"
+        ranks.write_text("".join(f"{base64.b64encode(token).decode()} {rank}\n"
+                                 for token, rank in sorted(tokenizer.ranks.items(), key=lambda kv: kv[1])))
+        converted = TikTokenConverter(vocab_file=str(ranks), pattern=tokenizer.pattern,
+                                      extra_special_tokens=list(tokenizer.special_tokens)).converted()
+    PreTrainedTokenizerFast(tokenizer_object=converted, eos_token=eos, bos_token=eos).save_pretrained(folder)
+
+
+def save_hf_checkpoint(model: GPT, path: str | Path, tokenizer=None) -> None:
+    """Write config.json and model.safetensors that transformers (and load_hf_checkpoint) can read, and with a
+    `tokenizer` its Hugging Face files too (`save_hf_tokenizer`; the config then names its end-of-text id). The folder
+    is written next to its final place and renamed into it, so an interrupted save leaves no half checkpoint."""
     folder = Path(path)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        (tmp / "config.json").write_text(json.dumps(config_to_hf(model.cfg), indent=2))
+        config = config_to_hf(model.cfg)
+        if tokenizer is not None:
+            eot = tokenizer.special_tokens["<|endoftext|>"]
+            config |= {"bos_token_id": eot, "eos_token_id": eot}
+            save_hf_tokenizer(tokenizer, tmp)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
         save_file({k: v.contiguous() for k, v in _ours_to_hf(model).items()}, tmp / "model.safetensors",
                   metadata={"format": "pt"})
         if folder.exists():

@@ -2,10 +2,9 @@
 
 The reference is lm-eval's own Hugging Face backend (HFLM) running transformers' GPT-2 on the
 course model's weights, saved as a real safetensors checkpoint, with the course tokenizer converted
-to a Hugging Face tokenizer. Nothing of ours computes its numbers. Against it: our report card's
+to a Hugging Face tokenizer by transformers' own converter. Nothing of ours computes its numbers. Against it: our report card's
 measures computed directly, and our model run through the harness by `CourseLM`.
 """
-import base64
 import math
 import os
 import socket
@@ -27,20 +26,6 @@ from llmcourse.hf_checkpoint import save_hf_checkpoint  # noqa: E402
 TASKS = ["course_order", "course_cloze", "course_text", "course_questions"]
 
 
-def hf_tokenizer(tokenizer, folder):
-    """The course tokenizer as a Hugging Face fast tokenizer: its ranks in tiktoken's file format,
-    converted by transformers' own converter."""
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    ranks = folder / "ranks.tiktoken"
-    ranks.write_text("".join(f"{base64.b64encode(b).decode()} {r}\n"
-                             for b, r in sorted(tokenizer.ranks.items(), key=lambda kv: kv[1])))
-    converted = TikTokenConverter(vocab_file=str(ranks), pattern=tokenizer.pattern,
-                                  extra_special_tokens=list(tokenizer.special_tokens)).converted()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=converted,
-                                                eos_token="<|endoftext|>")
-
-
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
     torch.manual_seed(0)
@@ -49,9 +34,8 @@ def setting(tmp_path_factory):
     suite.texts, suite.questions = suite.texts[:16], suite.questions[::7]
     folder = tmp_path_factory.mktemp("harness")
     tasks = write_tasks(suite, folder / "tasks")
-    save_hf_checkpoint(course.model, folder / "hf")
-    tokenizer = hf_tokenizer(course.tokenizer, folder)
-    tokenizer.save_pretrained(folder / "hf")
+    save_hf_checkpoint(course.model, folder / "hf", tokenizer=course.tokenizer)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "hf")
     text = "".join(suite.texts[:3])
     assert tokenizer.encode(text) == course.tokenizer.encode_ordinary(text)  # the same ids
     reference = HFLM(pretrained=str(folder / "hf"), tokenizer=str(folder / "hf"), device="cpu",

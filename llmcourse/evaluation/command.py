@@ -16,8 +16,9 @@ STAGES = {"course": "pretrained", "sft": "SFT", "dpo": "DPO"}
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a run folder (checkpoint.pt, tokenizer.json), or one of "
-                                           "the course model's stages: course, sft, dpo, all")
+    parser.add_argument("checkpoint", help="a run folder (checkpoint.pt, tokenizer.json), or "
+                                           "one of the course model's stages: course, sft, dpo, "
+                                           "all")
     parser.add_argument("--items", type=int, default=200,
                         help="multiple-choice items per task (default 200)")
     parser.add_argument("--prompt", choices=["auto", "plain", "chat"], default="auto",
@@ -29,9 +30,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--harness", help="lm-eval tasks to run too, comma-separated (e.g. "
                                           "hellaswag,arc_easy; they download their data)")
     parser.add_argument("--limit", type=int, help="items per lm-eval task")
+    parser.add_argument("--device", help="where the models run (default: the fastest this "
+                                         "machine has: CUDA, then Apple's MPS, then the CPU)")
 
 
 def _stages(args: argparse.Namespace):
+    from llmcourse.device import pick_device
     from llmcourse.dpo.preferences import load_preferences
     from llmcourse.evaluation.questions import CHAT, PLAIN_TEXT
     from llmcourse.evaluation.report import Stage, course_stages
@@ -51,9 +55,10 @@ def _stages(args: argparse.Namespace):
         chat = all(t in tokenizer.special_tokens for t in CHAT_TOKENS)
         stages = [Stage(folder.name, model, tokenizer, CHAT if chat else PLAIN_TEXT)]
         pairs = load_preferences(args.pairs) if args.pairs else []
-    if args.prompt != "auto":
-        prompting = CHAT if args.prompt == "chat" else PLAIN_TEXT
-        stages = [Stage(s.name, s.model, s.tokenizer, prompting) for s in stages]
+    prompting = {"chat": CHAT, "plain": PLAIN_TEXT}.get(args.prompt)
+    device = pick_device(args.device)
+    stages = [Stage(s.name, s.model.to(device), s.tokenizer, prompting or s.prompting)
+              for s in stages]
     return stages, pairs
 
 
@@ -64,7 +69,9 @@ def eval_command(args: argparse.Namespace) -> int:
     stages, pairs = _stages(args)
     first = stages[0]
     floor = bigram_stage(first.tokenizer, first.model.cfg.context_length)
+    floor.model.to(next(first.model.parameters()).device)
     report = report_card(stages, course_suite(pairs, items=args.items), floors=[floor])
+    print(f"on {next(first.model.parameters()).device}")
     print(report.table())
     results = {"report_card": report.rows()}
     if args.harness:

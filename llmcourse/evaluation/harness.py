@@ -73,15 +73,23 @@ def evaluate(lm: LM, tasks: Sequence[str], include_path: str | Path | None = Non
              log_samples: bool = False) -> dict[str, Any]:
     """lm-eval's `simple_evaluate` on `tasks`, quietly: its logging and progress bars are held
     back, so a notebook shows the results alone."""
+    import datasets
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(include_path) if include_path else None)
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    with contextlib.redirect_stderr(io.StringIO()):
-        return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager,
-                                       limit=limit, num_fewshot=num_fewshot,
-                                       log_samples=log_samples, bootstrap_iters=0)
+    # datasets draws its bars as notebook widgets, which no redirection of stderr catches
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager,
+                                           limit=limit, num_fewshot=num_fewshot,
+                                           log_samples=log_samples, bootstrap_iters=0)
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
 
 
 def _multiple_choice(name: str, data: Path, delimiter: str) -> str:

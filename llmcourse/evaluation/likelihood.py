@@ -12,7 +12,7 @@ loses its oldest tokens, never the continuation.
 **A text longer than the context** is scored in windows (`rolling_windows`), each token exactly
 once. By default each window scores `context_length` new tokens, so the first tokens of a window
 see little context (lm-eval's rule); a smaller stride gives every token more context, for more
-forward passes, and a lower loss.
+forward passes, and usually a lower loss.
 
 >>> rolling_windows(10, context_length=4)  # (start, end, new) over [prefix] + 10 tokens
 [(0, 4, 4), (4, 8, 4), (6, 10, 2)]

@@ -138,5 +138,6 @@ def course_suite(pairs: Sequence | None = None, items: int = 200, seed: int = 0)
     _, held_out = clean_split(corpus)
     plays = [d.text for d in held_out]
     tasks = sft_tasks(corpus)
-    return Suite(text_pieces(plays), word_order(plays, items, seed=seed), cloze(plays, items, seed=seed),
-                 list(tasks.test), list(pairs or []), list(tasks.train))
+    return Suite(text_pieces(plays), word_order(plays, items, seed=seed),
+                 cloze(plays, items, seed=seed), list(tasks.test), list(pairs or []),
+                 list(tasks.train))

@@ -20,7 +20,7 @@ CHAPTER_MODULES = {1: "llmcourse.grading.chapter01", 2: "llmcourse.grading.chapt
                    3: "llmcourse.grading.chapter03", 4: "llmcourse.grading.chapter04",
                    5: "llmcourse.grading.chapter05", 6: "llmcourse.grading.chapter06",
                    7: "llmcourse.grading.chapter07", 8: "llmcourse.grading.chapter08",
-                   9: "llmcourse.grading.chapter09"}
+                   9: "llmcourse.grading.chapter09", 10: "llmcourse.grading.chapter10"}
 
 Case = tuple[str, tuple[Any, ...]]  # (label shown when it fails, positional arguments)
 
