@@ -94,6 +94,8 @@ def measure_part(part: str) -> dict:
         jobs = {f"{what}/{side}/{shape}": (what, side, shape) for shape in ("course", "gpt2")
                 for what, sides in (("sft", ("ours", "lfs")), ("lora", ("full", "lora"))) for side in sides}
         return {"finetuning": measure_interleaved("finetune_bench.py", jobs, MODEL_ENV)}
+    if part == "grading":
+        return {"grading": measure_interleaved("grade_bench.py", {s: (s,) for s in ("plain", "sandbox")})}
     if part == "evaluation":
         jobs = {f"{side}/{shape}": (side, shape) for shape in ("course", "gpt2") for side in ("ours", "hflm")}
         return {"evaluation": measure_interleaved("eval_bench.py", jobs, MODEL_ENV)}
@@ -109,7 +111,7 @@ def measure_part(part: str) -> dict:
             "overhead": measure("pretrain_bench.py", "overhead", env=MODEL_ENV)}
 
 
-PARTS = ("tokenization", "model", "pretraining", "checkpointing", "finetuning", "evaluation", "gpu")
+PARTS = ("tokenization", "model", "pretraining", "checkpointing", "finetuning", "evaluation", "grading", "gpu")
 NEEDS_PEERS = ("model", "pretraining", "finetuning")
 
 
@@ -263,6 +265,15 @@ def evaluation_table(r: dict) -> list[str]:
     return _table("Evaluation (Part V)", rows)
 
 
+def grading_table(r: dict) -> list[str]:
+    g = r["grading"]
+    plain, boxed = g["plain"]["seconds"], g["sandbox"]["seconds"]
+    rows = [("grading chapter 1's solutions notebook (every cell, then 5 exercises), kernel sandboxed",
+             f"{boxed:.2f} s", f"the same, unsandboxed: {plain:.2f} s",
+             f"{boxed - plain:+.2f} s ({boxed / plain:.2f}x the time)")]
+    return _table("Grading", rows)
+
+
 def gpu_lines(g: dict) -> list[str]:
     nano = (f"nanoGPT's README reports ~135 ms per training step of GPT-2 124M at batch 12 x 1,024 tokens with "
             f"torch.compile, on an A100: ~{round(g['nanogpt_tokens_per_s'], -3):,.0f} tokens/s, "
@@ -307,6 +318,8 @@ def render(r: dict) -> str:
         lines += finetuning_table(r)
     if "evaluation" in r:
         lines += evaluation_table(r)
+    if "grading" in r:
+        lines += grading_table(r)
     if "gpu" in r:
         lines += gpu_lines(r["gpu"])
     return "\n".join(lines)

@@ -4,7 +4,8 @@
     generate RUN_DIR [--prompt TEXT] [--temperature T] [--top-k K] [--top-p P]               sample from it
     chat RUN_DIR [--system TEXT] [--temperature T]                  chat with a fine-tuned run's model
     eval CHECKPOINT [--json PATH] [--harness TASKS]                 the report card of a model
-    grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]   score learner notebooks
+    grade NOTEBOOK.ipynb|FOLDER [...] [--json PATH] [--csv PATH]   score learner notebooks, sandboxed
+    autograder CHAPTER OUT_DIR                                      Gradescope's setup.sh and run_autograder
     exercises [--check]                                             regenerate exercises/ from solutions/
     corpus fetch NAME | corpus list                                 fetch (and cache) or list the corpora
 """
@@ -15,25 +16,53 @@ import sys
 from pathlib import Path
 
 
+def _notebooks(paths: list[str]) -> list[Path]:
+    """The notebooks named, a folder standing for the notebooks in it (a class's submissions), in name order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out += sorted(p.glob("*.ipynb")) if p.is_dir() else [p]
+    return out
+
+
 def _grade(args: argparse.Namespace) -> int:
     from llmcourse.grading.grader import (GradingError, format_table, grade_notebook, read_notebook,
-                                          report_gradescope, report_json, write_json_atomically)
+                                          report_csv, report_gradescope, report_json, use_sandbox,
+                                          write_json_atomically)
+    from llmcourse.grading.sandbox import SandboxError, sandbox_problem
 
-    paths = [Path(p) for p in args.notebooks]
+    paths = _notebooks(args.notebooks)
+    if not paths:
+        print("error: no notebooks to grade", file=sys.stderr)
+        return 2
     try:
         for path in paths:  # every notebook must be gradable before anything runs or is written
             read_notebook(path)
-    except GradingError as err:
+        sandbox = use_sandbox("off" if args.no_sandbox else "on" if args.require_sandbox else "auto")
+    except (GradingError, SandboxError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    grades = [grade_notebook(p, cell_timeout=args.cell_timeout, exercise_timeout=args.exercise_timeout)
-              for p in paths]
-    for grade in grades:
-        print(format_table(grade))
+    if not sandbox and not args.no_sandbox:
+        print(f"grading without a sandbox: {sandbox_problem()} (--require-sandbox makes this an error)",
+              file=sys.stderr)
+    grades = []
+    for path in paths:  # one after another, each in its own kernel, sandbox and scratch folder
+        grades.append(grade_notebook(path, cell_timeout=args.cell_timeout,
+                                     exercise_timeout=args.exercise_timeout, sandbox=sandbox))
+        print(format_table(grades[-1]), flush=True)
     if args.json:
         write_json_atomically(Path(args.json), report_json(grades))
     if args.gradescope:
         write_json_atomically(Path(args.gradescope), report_gradescope(grades))
+    if args.csv:
+        report_csv(Path(args.csv), grades)
+    return 0
+
+
+def _autograder(args: argparse.Namespace) -> int:
+    from llmcourse.grading.autograder import write_autograder
+
+    for path in write_autograder(args.chapter, Path(args.out)):
+        print(path)
     return 0
 
 
@@ -124,13 +153,24 @@ def main(argv: list[str] | None = None) -> int:
     add_eval_arguments(evaluate)
     evaluate.set_defaults(run=_eval)
 
-    grade = commands.add_parser("grade", help="score learner notebooks")
-    grade.add_argument("notebooks", nargs="+")
+    grade = commands.add_parser("grade", help="score learner notebooks (a folder: every notebook in it)")
+    grade.add_argument("notebooks", nargs="+", help="notebooks, or folders of them (a class's submissions)")
     grade.add_argument("--json", help="write the report here (score, max_score, each exercise)")
     grade.add_argument("--gradescope", help="write a Gradescope results.json here")
     grade.add_argument("--cell-timeout", type=float, default=120, help="seconds per notebook cell (default 120)")
     grade.add_argument("--exercise-timeout", type=float, default=30, help="seconds per exercise (default 30)")
+    grade.add_argument("--csv", help="write one row per notebook here (the class's summary table)")
+    sandboxing = grade.add_mutually_exclusive_group()
+    sandboxing.add_argument("--require-sandbox", action="store_true",
+                            help="refuse to grade where the sandbox cannot run (default: say so, and grade)")
+    sandboxing.add_argument("--no-sandbox", action="store_true",
+                            help="run learner code unsandboxed (for debugging a notebook you trust)")
     grade.set_defaults(run=_grade)
+
+    autograder = commands.add_parser("autograder", help="write Gradescope's autograder files for a chapter")
+    autograder.add_argument("chapter", type=int)
+    autograder.add_argument("out", help="the folder to write setup.sh and run_autograder into")
+    autograder.set_defaults(run=_autograder)
 
     exercises = commands.add_parser("exercises", help="regenerate exercises/ from solutions/")
     exercises.add_argument("--check", action="store_true", help="only report whether exercises/ is up to date")

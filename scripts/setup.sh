@@ -11,7 +11,8 @@ log() { printf '[setup] %s\n' "$*"; }
 apt_missing=()
 # fonts-noto-cjk and fonts-symbola: the PDF's fallback fonts for CJK and emoji (xelatex cannot use colour emoji fonts)
 # g++: DeepSpeed compiles its shared-memory all-reduce for the CPU on first use
-for pkg in g++ texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-xetex latexmk \
+# bubblewrap: the grader's sandbox for learners' notebooks
+for pkg in g++ bubblewrap texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended texlive-xetex latexmk \
            fonts-freefont-otf fonts-dejavu-core fonts-noto-cjk fonts-symbola poppler-utils libtcmalloc-minimal4; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$pkg")
 done

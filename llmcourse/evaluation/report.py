@@ -24,7 +24,7 @@ from llmcourse.evaluation.stats import wilson_interval
 from llmcourse.evaluation.suite import CLOZE_DELIMITER, ORDER_DELIMITER, Suite
 from llmcourse.tokenizer import Tokenizer
 
-# measure -> (label, whether higher is better)
+# measure -> (label, whether higher is better); SHORT: the report card's column headings
 MEASURES = {
     "bits_per_byte": ("held-out bits per byte (lower is better)", False),
     "order": ("word order", True),
@@ -33,6 +33,9 @@ MEASURES = {
     "exact_match": ("exact match", True),
     "preference": ("preference accuracy", True),
 }
+SHORT = {"bits_per_byte": "bits per byte (lower: better)", "order": "word order, %",
+         "cloze": "cloze, %", "cloze_norm": "cloze normalised, %", "exact_match": "exact match, %",
+         "preference": "preference, %"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,14 @@ class Score:
     def proportion(cls, right: int, n: int) -> "Score":
         low, high = wilson_interval(right, n)
         return cls(right / n, low, high, n)
+
+    def cell(self) -> str:
+        """Compact, for a table whose heading gives the unit: "95.0 [91.0, 97.3]"."""
+        scale, form = (1, "{:.3f}") if self.bits else (100, "{:.1f}")
+        value = form.format(self.value * scale)
+        if self.low == self.high:
+            return value
+        return f"{value} [{form.format(self.low * scale)}, {form.format(self.high * scale)}]"
 
     def __str__(self) -> str:
         form = "{:.3f}" if self.bits else "{:.1%}"
@@ -133,13 +144,14 @@ class Report:
     formats: dict[str, str] = field(default_factory=dict)  # row name -> prompt format
 
     def table(self) -> str:
-        """The report card as a Markdown table: a row per model, a column per measure."""
+        """The report card as a Markdown table: a row per model, a column per measure, each cell
+        a value and its 95 % interval."""
         measures = [m for m in MEASURES if any(m in row for row in self.scores.values())]
-        head = ["| | prompt | " + " | ".join(MEASURES[m][0] for m in measures) + " |",
+        head = ["| | prompt | " + " | ".join(SHORT[m] for m in measures) + " |",
                 "|---" * (len(measures) + 2) + "|",
                 "| items | | " + " | ".join(str(self._n(m)) for m in measures) + " |"]
         rows = [f"| {name} | {self.formats.get(name, '')} | "
-                + " | ".join(str(row[m]) if m in row else "" for m in measures) + " |"
+                + " | ".join(row[m].cell() if m in row else "" for m in measures) + " |"
                 for name, row in self.scores.items()]
         return "\n".join(head + rows)
 

@@ -8,7 +8,10 @@ How a grade stays correct whatever the notebook does:
   Whatever the notebook patches (torch, llmcourse, `check`, print) lives and dies in its own kernel.
 - The notebook's own check cells and printed output are ignored.
 
-What it does not protect against is listed in the book's page on exercises: above all, it is not a security sandbox.
+- The kernel runs in a sandbox where the system allows (sandbox.py): it cannot write outside its scratch folder,
+  read other files, reach the network, or outlive its notebook, and it has limits on memory, CPU and processes.
+
+What it does not protect against is listed in the book's page on exercises.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ import torch
 from llmcourse.grading.exercise import Exercise, chapter_exercises
 from llmcourse.grading.feedback import CheckResult, judge, reference_cases
 from llmcourse.grading.kernel import run_with_jobs
+from llmcourse.grading.sandbox import (Limits, SandboxError, prepare_scratch, readable_paths, sandbox_command,
+                                       sandbox_problem)
 from llmcourse.grading.transport import from_plain, to_plain
 
 
@@ -64,6 +69,7 @@ class NotebookGrade:
     chapter: int
     results: list[CheckResult]
     problems: list[str]  # cells that timed out or crashed the kernel
+    sandboxed: bool = False
 
     @property
     def score(self) -> int:
@@ -116,22 +122,44 @@ def _result_from_outputs(exercise: Exercise, cases: list[Any], status: str, out_
     return judge(exercise, cases, [(kind, from_plain(value)) for kind, value in outcomes])
 
 
+def use_sandbox(mode: str) -> bool:
+    """Whether to sandbox, for mode "auto" (where the system allows), "on" (SandboxError where it cannot) or "off"."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"sandbox must be 'auto', 'on' or 'off', got {mode!r}")
+    if mode == "off":
+        return False
+    problem = sandbox_problem()
+    if problem and mode == "on":
+        raise SandboxError(f"the sandbox was required but cannot run: {problem}")
+    return problem is None
+
+
 def grade_notebook(path: Path, cell_timeout: float = 120, exercise_timeout: float = 30,
-                   seed: int | None = None) -> NotebookGrade:
+                   seed: int | None = None, sandbox: bool | None = None,
+                   limits: Limits = Limits()) -> NotebookGrade:
+    """Grade one notebook. Its kernel runs in the sandbox if `sandbox`, or, by default (None), where the system
+    allows it (`use_sandbox("auto")`)."""
     nb, chapter = read_notebook(path)
+    if sandbox is None:
+        sandbox = use_sandbox("auto")
     exercises = chapter_exercises(chapter)
     prepared = {ex.id: reference_cases(ex, seed) for ex in exercises}  # before any learner code runs
     with tempfile.TemporaryDirectory(prefix="llmcourse-grade-") as tmp:
+        workdir = path.resolve().parent
+        command = None
+        if sandbox:
+            prepare_scratch(Path(tmp))
+            command = sandbox_command(readable_paths(workdir), Path(tmp), workdir, limits)
         jobs = {}
         for ex in exercises:
             inputs, outputs = Path(tmp) / f"{ex.id}.in.pt", Path(tmp) / f"{ex.id}.out.pt"
             torch.save([args for _, args, _ in prepared[ex.id]], inputs)
             jobs[ex.id] = JOB_SOURCE + f"_llmcourse_grading_job({str(inputs)!r}, {str(outputs)!r}, {ex.function!r})\n"
-        run = run_with_jobs(nb, jobs, path.resolve().parent, Path(tmp), cell_timeout, exercise_timeout)
+        run = run_with_jobs(nb, jobs, workdir, Path(tmp), cell_timeout, exercise_timeout, command)
         results = [_result_from_outputs(ex, prepared[ex.id], run.jobs.get(ex.id, "did not run"),
                                         Path(tmp) / f"{ex.id}.out.pt") for ex in exercises]
     problems = [f"cell {i + 1} {why} and was skipped" for i, why in sorted(run.failed_cells.items())]
-    return NotebookGrade(str(path), chapter, results, problems)
+    return NotebookGrade(str(path), chapter, results, problems, sandboxed=sandbox)
 
 
 def report_json(grades: list[NotebookGrade]) -> dict[str, Any]:
@@ -155,6 +183,26 @@ def report_gradescope(grades: list[NotebookGrade]) -> dict[str, Any]:
     }
 
 
+def report_csv(path: Path, grades: list[NotebookGrade]) -> None:
+    """One row per notebook: its score, each exercise's points, whether it ran sandboxed, and its problems."""
+    import csv
+    import io
+
+    ids = list(dict.fromkeys(r.exercise for g in grades for r in g.results))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["notebook", "chapter", "score", "max_score", *ids, "sandboxed", "problems"])
+    for g in grades:
+        points = {r.exercise: r.points for r in g.results}
+        writer.writerow([g.notebook, g.chapter, g.score, g.max_score, *(points.get(i, "") for i in ids),
+                         "yes" if g.sandboxed else "no", "; ".join(g.problems)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
+                                     newline="") as tmp:
+        tmp.write(out.getvalue())
+    os.replace(tmp.name, path)
+
+
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
@@ -163,7 +211,7 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def format_table(grade: NotebookGrade) -> str:
-    lines = [f"{grade.notebook} (chapter {grade.chapter})"]
+    lines = [f"{grade.notebook} (chapter {grade.chapter}{', sandboxed' if grade.sandboxed else ''})"]
     for r in grade.results:
         first_line = r.message.splitlines()[0]
         lines.append(f"  {r.exercise:<5} {r.points:>2}/{r.max_points:<2} {r.status:<14} {first_line}")
@@ -172,5 +220,5 @@ def format_table(grade: NotebookGrade) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["GradingError", "NotebookGrade", "grade_notebook", "read_notebook", "report_gradescope", "report_json",
-           "write_json_atomically", "format_table"]
+__all__ = ["GradingError", "NotebookGrade", "grade_notebook", "read_notebook", "report_csv", "report_gradescope",
+           "report_json", "use_sandbox", "write_json_atomically", "format_table"]

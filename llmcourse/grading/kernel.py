@@ -15,6 +15,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
+from llmcourse.grading.sandbox import SandboxedKernelManager
+
 MAX_RESTARTS = 8
 
 
@@ -25,10 +27,11 @@ class KernelRun:
 
 
 def run_with_jobs(nb: nbformat.NotebookNode, jobs: dict[str, str], workdir: Path, scratch: Path,
-                  cell_timeout: float, job_timeout: float) -> KernelRun:
+                  cell_timeout: float, job_timeout: float, sandbox: list[str] | None = None) -> KernelRun:
     """Execute every code cell of `nb`, then each job's source (keyed by name), in one kernel, surviving hangs and
     crashes. Learner cells that raise are fine: their errors stay in their outputs. The kernel talks over IPC sockets
-    in `scratch` (local only, and no warning about unencrypted TCP)."""
+    in `scratch` (local only, and no warning about unencrypted TCP). With `sandbox` (sandbox.sandbox_command), the
+    kernel runs inside it, its connection file in `scratch`."""
     run = KernelRun()
     learner = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     for attempt in range(MAX_RESTARTS):
@@ -38,6 +41,10 @@ def run_with_jobs(nb: nbformat.NotebookNode, jobs: dict[str, str], workdir: Path
         config = Config()
         config.KernelManager.transport = "ipc"
         config.KernelManager.ip = str(scratch / f"kernel-{attempt}")
+        if sandbox is not None:
+            config.NotebookClient.kernel_manager_class = SandboxedKernelManager
+            config.SandboxedKernelManager.sandbox = sandbox
+            config.KernelManager.connection_file = str(scratch / f"kernel-{attempt}.json")
         # the client owns its kernel and kills it outright on exit: a kernel stuck in a loop gets no grace period
         client = NotebookClient(work, config=config, shutdown_kernel="immediate", timeout=cell_timeout, interrupt_on_timeout=False, allow_errors=True,
                                 kernel_name="python3", startup_timeout=120, record_timing=False,

@@ -56,7 +56,9 @@ def report_figure(rows: Mapping[str, Row], labels: Mapping[str, str],
         if measure in rows.get(GUESS, {}):
             fig.add_hline(y=rows[GUESS][measure][0], line_dash="dash", line_color="#666",
                           line_width=1.2, **axis)
-    fig.update_layout(title=title, height=330 * grid + 90, barmode="group", bargap=0.15,
+    note = "whiskers: 95 % intervals; dashed lines: a random guess"
+    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", height=330 * grid + 110,
+                      barmode="group", bargap=0.15,
                       legend=dict(orientation="h", y=-0.04, yanchor="top", x=0),
-                      margin=dict(b=40))
+                      margin=dict(t=90, b=40))
     return fig
