@@ -14,8 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from llmcourse.evaluation.likelihood import model_device
-from llmcourse.generate import stream
+from llmcourse.generate import stream_text
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -42,15 +41,12 @@ def generate_until(model: nn.Module, tokenizer: Tokenizer, prompt: Sequence[int]
                          f"{max_new_tokens}")
     if not prompt:
         raise ValueError("the prompt is empty: give at least the end-of-text id")
-    ids = torch.tensor([list(prompt)[-(T - max_new_tokens):]], device=model_device(model))
     # a model without a KV cache (the bigram floor) rereads its window at every step
-    use_cache = hasattr(model, "blocks")
-    out: list[int] = []
-    for token in stream(model, ids, max_new_tokens, temperature=0.0, eos_id=stop_id,
-                        use_cache=use_cache):
-        if token.item() == stop_id:
+    text = ""
+    for piece in stream_text(model, tokenizer, list(prompt)[-(T - max_new_tokens):],
+                             max_new_tokens, stop_id=stop_id, temperature=0.0,
+                             use_cache=hasattr(model, "blocks")):
+        text += piece
+        if any(s in text for s in stop):
             break
-        out.append(token.item())
-        if stop and any(s in tokenizer.decode(out) for s in stop):
-            break
-    return cut_at_stops(tokenizer.decode(out), stop)
+    return cut_at_stops(text, stop)

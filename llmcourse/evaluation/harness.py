@@ -92,13 +92,11 @@ def evaluate(lm: LM, tasks: Sequence[str], include_path: str | Path | None = Non
             datasets.enable_progress_bars()
 
 
-def _multiple_choice(name: str, data: Path, delimiter: str) -> str:
-    return "\n".join([
-        f"task: {name}", "dataset_path: json", "dataset_kwargs:", "  data_files:",
-        f"    test: {json.dumps(str(data))}", "output_type: multiple_choice", "test_split: test",
-        'doc_to_text: "{{context}}"', 'doc_to_choice: "{{choices}}"', 'doc_to_target: "{{gold}}"',
-        f"target_delimiter: {json.dumps(delimiter)}", "metric_list:", "  - metric: acc",
-        "  - metric: acc_norm", ""])
+def _task_yaml(name: str, data: Path, output_type: str, *lines: str) -> str:
+    """A harness task over one local JSON Lines file, its test split; `lines` say the rest."""
+    return "\n".join([f"task: {name}", "dataset_path: json", "dataset_kwargs:", "  data_files:",
+                      f"    test: {json.dumps(str(data))}", f"output_type: {output_type}",
+                      "test_split: test", *lines, ""])
 
 
 def write_tasks(suite: Suite, folder: str | Path) -> Path:
@@ -117,23 +115,24 @@ def write_tasks(suite: Suite, folder: str | Path) -> Path:
                                    ("course_cloze", suite.cloze, CLOZE_DELIMITER)):
         data = jsonl(name, [{"context": i.context, "choices": list(i.choices), "gold": i.gold}
                             for i in items])
-        (folder / f"{name}.yaml").write_text(_multiple_choice(name, data, delimiter))
+        (folder / f"{name}.yaml").write_text(_task_yaml(
+            name, data, "multiple_choice", 'doc_to_text: "{{context}}"',
+            'doc_to_choice: "{{choices}}"', 'doc_to_target: "{{gold}}"',
+            f"target_delimiter: {json.dumps(delimiter)}", "metric_list:", "  - metric: acc",
+            "  - metric: acc_norm"))
     data = jsonl("course_text", [{"text": t} for t in suite.texts])
-    (folder / "course_text.yaml").write_text("\n".join([
-        "task: course_text", "dataset_path: json", "dataset_kwargs:", "  data_files:",
-        f"    test: {json.dumps(str(data))}", "output_type: loglikelihood_rolling",
-        "test_split: test", 'doc_to_text: ""', 'doc_to_target: "{{text}}"', "metric_list:",
-        "  - metric: word_perplexity", "  - metric: byte_perplexity",
-        "  - metric: bits_per_byte", ""]))
+    (folder / "course_text.yaml").write_text(_task_yaml(
+        "course_text", data, "loglikelihood_rolling", 'doc_to_text: ""',
+        'doc_to_target: "{{text}}"', "metric_list:", "  - metric: word_perplexity",
+        "  - metric: byte_perplexity", "  - metric: bits_per_byte"))
     data = jsonl("course_questions", [
         {"question": plain_text(q.prompt_messages), "answer": q.answer, "task": q.task}
         for q in suite.questions])
-    (folder / "course_questions.yaml").write_text("\n".join([
-        "task: course_questions", "dataset_path: json", "dataset_kwargs:", "  data_files:",
-        f"    test: {json.dumps(str(data))}", "output_type: generate_until", "test_split: test",
-        'doc_to_text: "{{question}}"', 'doc_to_target: "{{answer}}"', "generation_kwargs:",
-        '  until: ["\\n"]', "  do_sample: false", "  max_gen_toks: 24", "metric_list:",
-        "  - metric: exact_match", "    regexes_to_ignore: ['^\\s+', '\\s+$']", ""]))
+    (folder / "course_questions.yaml").write_text(_task_yaml(
+        "course_questions", data, "generate_until", 'doc_to_text: "{{question}}"',
+        'doc_to_target: "{{answer}}"', "generation_kwargs:", '  until: ["\\n"]',
+        "  do_sample: false", "  max_gen_toks: 24", "metric_list:", "  - metric: exact_match",
+        "    regexes_to_ignore: ['^\\s+', '\\s+$']"))
     return folder
 
 

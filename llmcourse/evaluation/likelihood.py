@@ -59,12 +59,6 @@ def encode_pair(tokenizer: Tokenizer, context: str, continuation: str,
     return head, whole[len(head):]
 
 
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def continuation_logprobs(model: nn.Module, requests: Sequence[Request],
                           batch_size: int = 32) -> list[tuple[float, bool]]:
@@ -84,7 +78,7 @@ def continuation_logprobs(model: nn.Module, requests: Sequence[Request],
                              f"be scored by a model that reads {T}")
     was_training = model.training
     model.eval()
-    device = model_device(model)
+    device = next(model.parameters()).device
     order = sorted(range(len(requests)), key=lambda i: -sum(map(len, requests[i])))
     out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
     try:
@@ -147,10 +141,6 @@ class BitsPerByte:
     tokens: int
     nats: tuple[float, ...]  # -log p of each text
     bytes: tuple[int, ...]  # UTF-8 bytes of each text
-
-    @property
-    def nats_per_token(self) -> float:
-        return sum(self.nats) / self.tokens
 
 
 def bits_per_byte(model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], prefix_id: int,

@@ -51,19 +51,19 @@ class Score:
         low, high = wilson_interval(right, n)
         return cls(right / n, low, high, n)
 
-    def cell(self) -> str:
-        """Compact, for a table whose heading gives the unit: "95.0 [91.0, 97.3]"."""
-        scale, form = (1, "{:.3f}") if self.bits else (100, "{:.1f}")
-        value = form.format(self.value * scale)
-        if self.low == self.high:
-            return value
-        return f"{value} [{form.format(self.low * scale)}, {form.format(self.high * scale)}]"
-
-    def __str__(self) -> str:
-        form = "{:.3f}" if self.bits else "{:.1%}"
+    def _show(self, form: str) -> str:
         if self.low == self.high:  # an exact floor
             return form.format(self.value)
         return f"{form.format(self.value)} [{form.format(self.low)}, {form.format(self.high)}]"
+
+    def cell(self) -> str:
+        """Compact, for a table whose heading gives the unit: "95.0 [91.0, 97.3]"."""
+        if self.bits:
+            return self._show("{:.3f}")
+        return Score(self.value * 100, self.low * 100, self.high * 100, self.n)._show("{:.1f}")
+
+    def __str__(self) -> str:
+        return self._show("{:.3f}" if self.bits else "{:.1%}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ class BigramLM(nn.Module):
 
     def __init__(self, probs: torch.Tensor, context_length: int) -> None:
         super().__init__()
-        self.register_buffer("logp", probs.log().float())  # (V, V)
+        # a frozen parameter, not a buffer: it moves with .to() and tells where the model lives
+        self.logp = nn.Parameter(probs.log().float(), requires_grad=False)  # (V, V)
         self.cfg = SimpleNamespace(context_length=context_length, vocab_size=probs.shape[0])
 
     def forward(self, ids: torch.Tensor, last_only: bool = False, **_) -> torch.Tensor:
@@ -93,7 +94,7 @@ class BigramLM(nn.Module):
         return logits[:, -1:] if last_only else logits
 
 
-def measure(stage: Stage, suite: Suite, items: bool = True) -> dict[str, Score]:
+def measure(stage: Stage, suite: Suite) -> dict[str, Score]:
     """Every measure of one stage on the suite (exact match and preference only where the suite
     has questions and pairs)."""
     model, tok, prefix = stage.model, stage.tokenizer, stage.prefix_id
