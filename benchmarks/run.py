@@ -5,6 +5,7 @@
     python benchmarks/run.py --only pretraining   # measure one part (tokenization, model, pretraining), keep the rest
     python benchmarks/run.py --only finetuning   # SFT step against llms-from-scratch; LoRA against full
     python benchmarks/run.py --only gpu   # GPT-2 124M on one GPU: tokens/s and MFU (where there is a CUDA GPU)
+    python benchmarks/run.py --only chapters   # each chapter's time in the last book build (tools/build_book.py)
 
 Every measurement runs in a fresh process. The runs of the sides of one comparison are interleaved (A B C, A B C, ...)
 so that a noisy neighbour slows them alike, and every model measurement uses the same allocator: tcmalloc when the
@@ -99,6 +100,12 @@ def measure_part(part: str) -> dict:
     if part == "evaluation":
         jobs = {f"{side}/{shape}": (side, shape) for shape in ("course", "gpt2") for side in ("ours", "hflm")}
         return {"evaluation": measure_interleaved("eval_bench.py", jobs, MODEL_ENV)}
+    if part == "chapters":  # measured by the book build itself, which executes every chapter once
+        times = HERE.parent / "_build" / "chapter-times.json"
+        if not times.exists():
+            raise SystemExit(f"{times} is missing: build the book first (LLMCOURSE_PRECISION=fp32 bash "
+                             f"scripts/book.sh times the machines without fast bf16)")
+        return {"chapters": json.loads(times.read_text())}
     if part == "gpu":  # one run: minutes of GPU time, and a GPU is rarely shared with a noisy neighbour
         return {"gpu": run_once("gpu_bench.py")}
     if part == "checkpointing":
@@ -111,14 +118,15 @@ def measure_part(part: str) -> dict:
             "overhead": measure("pretrain_bench.py", "overhead", env=MODEL_ENV)}
 
 
-PARTS = ("tokenization", "model", "pretraining", "checkpointing", "finetuning", "evaluation", "grading", "gpu")
+PARTS = ("tokenization", "model", "pretraining", "checkpointing", "finetuning", "evaluation", "grading", "gpu",
+         "chapters")
 NEEDS_PEERS = ("model", "pretraining", "finetuning")
 
 
 def measure_all(parts: tuple[str, ...] = PARTS, results: dict | None = None) -> dict:
     """Measure `parts` into `results` (a previous run's, whose other parts are kept), dating each part."""
     results = dict(results or {})
-    if set(parts) - {"gpu"}:  # the GPU benchmark records its own device
+    if set(parts) - {"gpu", "chapters"}:  # these record their own machine
         results["machine"] = machine()
     dates = results.setdefault("dates", {})
     for part in parts:
@@ -303,7 +311,7 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> list[str]:
 def render(r: dict) -> str:
     m = r["machine"]
     dates = r.get("dates", {})
-    cpu_parts = [part for part in PARTS if part in dates and part != "gpu"]  # the GPU part names its device
+    cpu_parts = [part for part in PARTS if part in dates and part not in ("gpu", "chapters")]  # they name theirs
     when = ", ".join(f"{part} on {dates[part]}" for part in cpu_parts) or f"on {m['date']}"
     lines = [f"Measured on a machine with {m['cores']} cores ({m['cpu']}), CPU only ({when}): Python "
              f"{m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}, tiktoken {m['tiktoken']}; the model "
@@ -322,7 +330,29 @@ def render(r: dict) -> str:
         lines += grading_table(r)
     if "gpu" in r:
         lines += gpu_lines(r["gpu"])
+    if "chapters" in r:
+        lines += chapter_lines(r["chapters"])
     return "\n".join(lines)
+
+
+CHAPTER_BUDGET = 240  # seconds: every chapter runs on a 2-core CPU in four minutes, in fp32
+
+
+def chapter_lines(t: dict) -> list[str]:
+    """The book build's execution time of each chapter, against the four-minute budget."""
+    m = t["machine"]
+    features = ", ".join(m["features"]) or "no AVX2"
+    lines = ["**Each chapter, executed top to bottom**", "",
+             f"The book build executes every chapter once (on {t['date']}: {m['cpu']}, {m['cores']} cores with "
+             f"{features}; `auto` precision ran as {m['precision']}, LLMCOURSE_PRECISION {m['setting']}; "
+             f"{m['allocator']} malloc). The budget is {CHAPTER_BUDGET} s a chapter on two cores in fp32. The "
+             f"first chapter that needs a stage model (the course model, SFT, DPO) trains and caches it, and "
+             f"its time includes that training.", "",
+             "| chapter | seconds | within the budget |", "|---|---|---|"]
+    for name, seconds in t["chapters"].items():
+        lines.append(f"| {name} | {seconds:.0f} | {'yes' if seconds <= CHAPTER_BUDGET else 'no'} |")
+    lines.append(f"| all chapters | {sum(t['chapters'].values()):.0f} | |")
+    return lines + [""]
 
 
 # (what, the ratio it is measured by, the goal the course set for it): checked on the console after each run

@@ -9,5 +9,5 @@ start=$(date +%s)
 export HF_HUB_OFFLINE=1  # the chapters then skip their optional downloads from the HF hub
 bash scripts/setup.sh
 .venv/bin/python tools/build_book.py --strict
-.venv/bin/python -m pytest tests llmcourse solutions exercises --doctest-modules --nbval-lax -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests llmcourse solutions exercises --doctest-modules --nbval-lax -p no:cacheprovider --durations=30 "$@"
 echo "[test] done in $(( $(date +%s) - start )) s"

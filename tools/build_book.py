@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ HTML_INDEX = BUILD / "html" / "index.html"
 PDF = BUILD / "latex" / "llmcourse.pdf"
 CACHE = BUILD / ".jupyter_cache"
 CACHE_STAMP = BUILD / ".llmcourse-sources.sha256"
+CHAPTER_TIMES = BUILD / "chapter-times.json"  # each chapter's execution time; benchmarks/run.py --only chapters
 TEX_APT = ("texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk texlive-xetex "
            "fonts-freefont-otf fonts-noto-cjk fonts-symbola")
 # fonts the PDF needs beyond TeX's own: the body fonts, and the fallbacks for CJK and emoji (book/assets/*.sty)
@@ -42,6 +44,9 @@ NPM_ASSETS = [
     ("mathjax@3.2.2", "package/es5/", "mathjax"),
 ]
 SKIP_SUFFIXES = (".map",)
+# glibc's malloc returns large activation buffers to the system and faults them in again at every step; the
+# kernels that execute the chapters use tcmalloc where it is installed (scripts/setup.sh installs it)
+TCMALLOC = next(iter(sorted(Path("/usr/lib").glob("*/libtcmalloc_minimal.so.4"))), None)
 
 
 def _extract(tarball: Path, prefix: str, dest: Path) -> int:
@@ -96,10 +101,61 @@ def check_tex() -> None:
 
 
 def package_digest() -> str:
+    """The package's code and the precision setting: either changes what a chapter prints."""
     digest = hashlib.sha256()
     for path in sorted((ROOT / "llmcourse").rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    digest.update(os.environ.get("LLMCOURSE_PRECISION", "").encode())
     return digest.hexdigest()
+
+
+def machine() -> dict[str, object]:
+    """What decides a chapter's speed: the CPU, its vector and bf16 features, the cores, the precision."""
+    import torch
+
+    from llmcourse.training.trainer import PRECISION_SETTING, resolve_precision
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return {"cpu": names[0] if names else "unknown CPU", "cores": os.cpu_count(),
+            "features": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags],
+            "precision": resolve_precision("auto", torch.device("cpu")),
+            "setting": os.environ.get(PRECISION_SETTING) or "unset", "allocator": "tcmalloc" if TCMALLOC else "glibc"}
+
+
+def chapter_times() -> dict[str, object] | None:
+    """Each chapter's execution time in seconds, from the execution cache (the last execution of its current
+    cells), with the machine that ran them; written to CHAPTER_TIMES for benchmarks/run.py."""
+    from jupyter_cache import get_cache
+
+    if not CACHE.exists():
+        return None
+    latest: dict[str, tuple[float, object]] = {}
+    for record in get_cache(CACHE).list_cache_records():
+        seconds, path = record.data.get("execution_seconds"), Path(record.uri)
+        if seconds is not None and path.parent.name == "book":
+            if path.name not in latest or record.created > latest[path.name][1]:
+                latest[path.name] = (seconds, record.created)
+    if not latest:
+        return None
+    times = {"machine": machine(), "date": max(c for _, c in latest.values()).strftime("%Y-%m-%d"),
+             "chapters": {name.removesuffix(".ipynb"): round(latest[name][0], 1) for name in sorted(latest)}}
+    CHAPTER_TIMES.write_text(json.dumps(times, indent=1) + "\n")
+    return times
+
+
+def print_times(times: dict) -> None:
+    m = times["machine"]
+    print(f"[build_book] chapter execution (seconds) on {m['cpu']}, {m['cores']} cores "
+          f"({', '.join(m['features']) or 'no AVX2'}); precision auto = {m['precision']} "
+          f"(LLMCOURSE_PRECISION {m['setting']}), {m['allocator']} malloc:")
+    for name, seconds in times["chapters"].items():
+        print(f"  {name:<24} {seconds:>6.0f}")
+    print(f"  {'all chapters':<24} {sum(times['chapters'].values()):>6.0f}")
 
 
 def drop_stale_executions() -> None:
@@ -118,6 +174,8 @@ def jupyter_book(builder: str, strict: bool) -> None:
         cmd += ["-W", "-n", "--keep-going"]
     env = {"HF_HUB_OFFLINE": "1", **os.environ, "LLMCOURSE_BOOK_BUILD": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
            "TQDM_DISABLE": "1"}
+    if TCMALLOC is not None and "LD_PRELOAD" not in env:
+        env["LD_PRELOAD"] = str(TCMALLOC)  # the kernels train faster with it (book/appendix_benchmarks.md)
     start = time.time()
     result = subprocess.run(cmd, cwd=ROOT, env=env)
     if result.returncode != 0:
@@ -144,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         if not PDF.exists():
             sys.exit(f"the PDF build finished but {PDF} is missing")
         print(f"PDF:  {PDF}")
+    times = chapter_times()
+    if times is not None:
+        print_times(times)
 
 
 if __name__ == "__main__":
