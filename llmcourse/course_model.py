@@ -49,7 +49,7 @@ from llmcourse.model import GPT
 from llmcourse.tokenizer import Tokenizer, TokenizerFileError, load_tokenizer, save_tokenizer
 from llmcourse.training.config import TrainConfig, get_train_preset
 from llmcourse.training.data import END_OF_TEXT, prepare_data
-from llmcourse.training.trainer import Trainer
+from llmcourse.training.trainer import Trainer, announce
 
 FORMAT = 1  # the layout of a cache entry; part of the key
 
@@ -216,6 +216,7 @@ def _train(config: CourseModelConfig, device: torch.device,
     tokenizer, train_ids, val_ids = data.tokenizer, data.train_ids, data.val_ids
     torch.manual_seed(config.seed)
     model = GPT(config.model_config())
+    announce("the course model", model, train_ids, train_config(config), device, progress)
     start = time.perf_counter()
     history = Trainer(model, train_ids, None, train_config(config), progress=progress,
                       device=device).fit()

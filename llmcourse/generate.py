@@ -9,7 +9,7 @@ speed is memory bandwidth: `llmcourse.weight_layout.tune_weight_layout` picks th
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -153,3 +153,45 @@ def stream_text(model, tokenizer, prompt: list[int], max_new_tokens: int, stop_i
     rest = tokenizer.decode(out)[len(shown):]
     if rest:
         yield rest
+
+
+@torch.no_grad()
+def generate_rows(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
+                  stop_id: int | None = None, batch_size: int = 64, **options) -> list[list[int]]:
+    """The new ids of every prompt, up to (not including) `stop_id`: many prompts answered at once.
+
+    Prompts of the same length decode together, `batch_size` at a time, with no padding, so each
+    row is what that prompt gives alone (greedy: the same tokens, barring a near-tie that the
+    batched matrix products round the other way). max_new_tokens: one for all, or one per prompt.
+    Options as in `stream`; with a `seed`, batch k samples from a generator seeded with seed + k.
+
+    >>> from llmcourse.config import get_preset
+    >>> from llmcourse.model import GPT
+    >>> _ = torch.manual_seed(0)
+    >>> model = GPT(get_preset("tiny", n_layer=1, vocab_size=50, context_length=16))
+    >>> rows = generate_rows(model, [[1, 2], [3, 4], [5]], 4, temperature=0)
+    >>> rows[1] == generate(model, torch.tensor([[3, 4]]), 4, temperature=0)[0, 2:].tolist()
+    True
+    """
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(prompts):
+        raise ValueError(f"{len(budgets)} budgets of new tokens for {len(prompts)} prompts")
+    device = next(model.parameters()).device
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (prompt, budget) in enumerate(zip(prompts, budgets)):
+        groups.setdefault((len(prompt), budget), []).append(i)
+    rows: list[list[int]] = [[] for _ in prompts]
+    seed = options.pop("seed", None)
+    batches = [(budget, members[start:start + batch_size]) for (_, budget), members in groups.items()
+               for start in range(0, len(members), batch_size)]
+    for k, (budget, chunk) in enumerate(batches):
+        ids = torch.tensor([list(prompts[i]) for i in chunk], device=device)
+        done = [False] * len(chunk)
+        # each batch its own seed: the same seed twice would draw the same random numbers
+        batch_seed = None if seed is None else seed + k
+        for token in stream(model, ids, budget, eos_id=stop_id, seed=batch_seed, **options):
+            for row, t in enumerate(token.tolist()):
+                done[row] = done[row] or t == stop_id
+                if not done[row]:
+                    rows[chunk[row]].append(t)
+    return rows

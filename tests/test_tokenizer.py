@@ -202,3 +202,24 @@ def test_special_tokens_given_as_one_string_are_refused():
     # iterating the string would make each of its characters a special token
     with pytest.raises(TypeError, match="not one string"):
         Tokenizer.train(TINY, 300, special_tokens=SPECIAL)
+
+
+@pytest.mark.parametrize("vocab_size", [2048, 512])  # the course model's, and chapter 7's runs
+def test_a_shipped_tokenizer_is_what_training_makes(vocab_size):
+    """The package ships tokenizers already trained (it saves seconds on every pretraining run); training one again
+    on the same documents must give the same file, and prepare_data must find it for today's split."""
+    from llmcourse.cleaning import clean_split
+    from llmcourse.training.data import END_OF_TEXT, SHIPPED, shipped_path, train_tokenizer
+
+    train_docs, _ = clean_split(load_corpus("shakespeare"))
+    texts = [d.text for d in train_docs]
+    path = shipped_path("shakespeare", vocab_size, END_OF_TEXT.join(texts))
+    assert path.exists(), (f"no shipped tokenizer for today's training text: run "
+                           f"`python -m llmcourse.training.data shakespeare {vocab_size}`")
+    shipped = load_tokenizer(path)
+    trained = Tokenizer.train(END_OF_TEXT.join(texts), vocab_size, special_tokens=[END_OF_TEXT])
+    assert shipped.ranks == trained.ranks and shipped.special_tokens == trained.special_tokens
+    assert train_tokenizer("shakespeare", vocab_size, texts).ranks == trained.ranks
+    # another text finds no file (and would train), and no stale file is shipped beside this one
+    assert not shipped_path("shakespeare", vocab_size, END_OF_TEXT.join(texts[1:])).exists()
+    assert list(SHIPPED.glob(f"shakespeare-{vocab_size}-*.json")) == [path]

@@ -18,7 +18,7 @@ import torch
 from llmcourse.dpo.preferences import PreferencePair
 from llmcourse.finetune.records import Conversation
 from llmcourse.finetune.template import END, prompt_ids
-from llmcourse.generate import stream
+from llmcourse.generate import generate_rows
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -29,24 +29,20 @@ class MadePairs:
     corrupted: int  # rejected answers drawn from the family's other answers
 
 
-@torch.no_grad()
-def sample_answers(model: torch.nn.Module, tokenizer: Tokenizer, conversation: Conversation,
-                   samples: int, temperature: float, seed: int,
-                   max_new_tokens: int = 12) -> list[str]:
-    """`samples` answers to the conversation's prompt, sampled together in one batch."""
-    prompt = prompt_ids([(m.role, m.content) for m in conversation.prompt_messages], tokenizer)
+def sample_answers(model: torch.nn.Module, tokenizer: Tokenizer,
+                   conversations: Sequence[Conversation], samples: int, temperature: float,
+                   seed: int, max_new_tokens: int = 12) -> list[list[str]]:
+    """`samples` answers to each conversation's prompt, sampled in batches of many prompts."""
     end = tokenizer.special_tokens[END]
-    device = next(model.parameters()).device
-    ids = torch.tensor([prompt] * samples, device=device)
-    room = min(max_new_tokens, model.cfg.context_length - len(prompt) + 1)
-    rows: list[list[int]] = [[] for _ in range(samples)]
-    done = [False] * samples
-    for token in stream(model, ids, room, temperature=temperature, seed=seed, eos_id=end):
-        for i, t in enumerate(token.tolist()):
-            done[i] = done[i] or t == end
-            if not done[i]:
-                rows[i].append(t)
-    return [tokenizer.decode(r).strip() for r in rows]
+    prompts, budgets = [], []
+    for c in conversations:
+        prompt = prompt_ids([(m.role, m.content) for m in c.prompt_messages], tokenizer)
+        room = min(max_new_tokens, model.cfg.context_length - len(prompt) + 1)
+        prompts += [prompt] * samples
+        budgets += [room] * samples
+    rows = generate_rows(model, prompts, budgets, stop_id=end, temperature=temperature, seed=seed)
+    texts = [tokenizer.decode(r).strip() for r in rows]
+    return [texts[i * samples:(i + 1) * samples] for i in range(len(conversations))]
 
 
 def make_pairs(model: torch.nn.Module, tokenizer: Tokenizer,
@@ -60,9 +56,9 @@ def make_pairs(model: torch.nn.Module, tokenizer: Tokenizer,
     for c in conversations:
         answers.setdefault(c.task, []).append(c.answer)
     pairs, on_policy = [], 0
-    for i, c in enumerate(conversations):
+    sampled_all = sample_answers(model, tokenizer, conversations, samples, temperature, seed)
+    for c, sampled in zip(conversations, sampled_all):
         right = c.answer.strip()
-        sampled = sample_answers(model, tokenizer, c, samples, temperature, seed + i)
         wrong = list(dict.fromkeys(a for a in sampled if a and a != right))[:per_prompt]
         for rejected in wrong:
             pairs.append(PreferencePair(c.prompt_messages, c.answer, rejected, c.task))

@@ -106,6 +106,7 @@ def dpo_model(cache: Path | str | None = None, progress: bool = False) -> DPOMod
                                         reference_logprobs)
     from llmcourse.finetune.recipe import sft_model, sft_tasks
     from llmcourse.training import Trainer
+    from llmcourse.training.trainer import announce
 
     sft = sft_model(cache=cache, progress=progress)
     key, entry = _entry(sft.path, cache)
@@ -125,6 +126,7 @@ def dpo_model(cache: Path | str | None = None, progress: bool = False) -> DPOMod
     data = PreferenceBatches(examples, pad_id=0,
                              reference=reference_logprobs(sft.model, examples, pad_id=0))
     objective = DPOObjective(policy, beta=BETA, sft_weight=SFT_WEIGHT)
+    announce("the DPO model", objective, data, dpo_config(), enabled=progress)
     history = Trainer(objective, data, None, dpo_config(), progress=progress).fit()
     policy = policy.cpu().eval()
     metrics = {"train_seconds": time.perf_counter() - start, "steps": STEPS,

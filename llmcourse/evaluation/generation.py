@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from llmcourse.generate import stream_text
+from llmcourse.generate import generate_rows
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -35,18 +35,23 @@ def generate_until(model: nn.Module, tokenizer: Tokenizer, prompt: Sequence[int]
                    max_new_tokens: int = 16) -> str:
     """The greedy continuation of `prompt` (token ids), cut at the stop rule. A prompt too long to
     leave room for `max_new_tokens` loses its oldest tokens."""
+    return generate_until_many(model, tokenizer, [prompt], stop, stop_id, max_new_tokens)[0]
+
+
+@torch.no_grad()
+def generate_until_many(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[Sequence[int]],
+                        stop: Sequence[str] = (), stop_id: int | None = None,
+                        max_new_tokens: int = 16) -> list[str]:
+    """`generate_until` for many prompts, decoded together in batches (`generate_rows`): each
+    row runs to its stop id or its budget, and its text is cut at the first stop string after."""
     T = model.cfg.context_length
     if not 1 <= max_new_tokens < T:
         raise ValueError(f"max_new_tokens must be in [1, {T - 1}] for a context of {T}, got "
                          f"{max_new_tokens}")
-    if not prompt:
-        raise ValueError("the prompt is empty: give at least the end-of-text id")
+    if not all(prompts):
+        raise ValueError("a prompt is empty: give at least the end-of-text id")
+    kept = [list(p)[-(T - max_new_tokens):] for p in prompts]
     # a model without a KV cache (the bigram floor) rereads its window at every step
-    text = ""
-    for piece in stream_text(model, tokenizer, list(prompt)[-(T - max_new_tokens):],
-                             max_new_tokens, stop_id=stop_id, temperature=0.0,
-                             use_cache=hasattr(model, "blocks")):
-        text += piece
-        if any(s in text for s in stop):
-            break
-    return cut_at_stops(text, stop)
+    rows = generate_rows(model, kept, max_new_tokens, stop_id=stop_id, temperature=0.0,
+                         use_cache=hasattr(model, "blocks"))
+    return [cut_at_stops(tokenizer.decode(r), stop) for r in rows]

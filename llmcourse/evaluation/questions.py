@@ -15,7 +15,7 @@ from typing import Sequence
 from torch import nn
 
 from llmcourse.dpo.preferences import PreferencePair
-from llmcourse.evaluation.generation import generate_until
+from llmcourse.evaluation.generation import generate_until_many
 from llmcourse.evaluation.likelihood import Request, continuation_logprobs, encode_pair
 from llmcourse.finetune.records import Conversation, Message
 from llmcourse.finetune.sft import score_answers
@@ -59,12 +59,19 @@ class Prompting:
 
     def ask(self, model: nn.Module, tokenizer: Tokenizer, messages: Sequence[Message],
             max_new_tokens: int = 24) -> str:
+        """The model's greedy answer: to <|end|> in the chat template, else to the line's end."""
+        return self.ask_many(model, tokenizer, [messages], max_new_tokens)[0]
+
+    def ask_many(self, model: nn.Module, tokenizer: Tokenizer,
+                 conversations: Sequence[Sequence[Message]], max_new_tokens: int = 24) -> list[str]:
+        contexts = [self.context(tokenizer, messages) for messages in conversations]
         if self.chat:
-            return generate_until(model, tokenizer, self.context(tokenizer, messages),
-                                  stop_id=tokenizer.special_tokens[END],
-                                  max_new_tokens=max_new_tokens)
-        return generate_until(model, tokenizer, self.context(tokenizer, messages), stop=["\n"],
-                              max_new_tokens=max_new_tokens).strip()
+            return generate_until_many(model, tokenizer, contexts,
+                                       stop_id=tokenizer.special_tokens[END],
+                                       max_new_tokens=max_new_tokens)
+        given = generate_until_many(model, tokenizer, contexts, stop=["\n"],
+                                    max_new_tokens=max_new_tokens)
+        return [g.strip() for g in given]
 
 
 PLAIN_TEXT, CHAT = Prompting(chat=False), Prompting(chat=True)
@@ -72,8 +79,10 @@ PLAIN_TEXT, CHAT = Prompting(chat=False), Prompting(chat=True)
 
 def answers(model: nn.Module, tokenizer: Tokenizer, questions: Sequence[Conversation],
             prompting: Prompting, max_new_tokens: int = 24) -> list[str]:
-    """The model's greedy answer to each question."""
-    return [prompting.ask(model, tokenizer, q.prompt_messages, max_new_tokens) for q in questions]
+    """The model's greedy answer to each question, as `Prompting.ask` gives it one at a time, but
+    many questions decoded together."""
+    return prompting.ask_many(model, tokenizer, [q.prompt_messages for q in questions],
+                              max_new_tokens)
 
 
 def exact_match(model: nn.Module, tokenizer: Tokenizer, questions: Sequence[Conversation],

@@ -129,6 +129,7 @@ def sft_model(cache: Path | str | None = None, progress: bool = False) -> SFTMod
                                         write_entry)
     from llmcourse.finetune.sft import InstructionBatches, encode_conversations
     from llmcourse.training import Trainer
+    from llmcourse.training.trainer import announce
 
     course = course_model(cache=cache, progress=progress)
     key, entry = _entry(course, cache)
@@ -143,6 +144,7 @@ def sft_model(cache: Path | str | None = None, progress: bool = False) -> SFTMod
             tokenizer, model = chat_model(course.tokenizer, course.model)
     tasks = sft_tasks(load_corpus(course.config.corpus))
     data = InstructionBatches(encode_conversations(tasks.train, tokenizer, 64), pad_id=0)
+    announce("the SFT model", model, data, sft_config(), enabled=progress)
     start = time.perf_counter()
     history = Trainer(model, data, None, sft_config(), progress=progress).fit()
     metrics = {"train_seconds": time.perf_counter() - start, "steps": STEPS,

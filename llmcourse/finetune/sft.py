@@ -26,7 +26,8 @@ from llmcourse.finetune.collate import (
     pad_batch,
 )
 from llmcourse.finetune.records import Conversation
-from llmcourse.finetune.template import render
+from llmcourse.finetune.template import END, prompt_ids, render
+from llmcourse.generate import generate_rows
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -109,6 +110,31 @@ def score_answers(answers: Sequence[tuple[str, str, str]]) -> dict[str, tuple[in
     return scores
 
 
+def replies(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    conversations: Sequence[Conversation],
+    max_new_tokens: int = 24,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> list[str]:
+    """The model's reply to each conversation's prompt, up to its <|end|>, as `reply` gives it one
+    at a time, but many prompts answered at once (`llmcourse.generate.generate_rows`): greedy, or
+    sampled at `temperature` (batch k of prompts drawn with seed + k)."""
+    prompts, budgets = [], []
+    for c in conversations:
+        prompt = prompt_ids([(m.role, m.content) for m in c.prompt_messages], tokenizer)
+        room = model.cfg.context_length - len(prompt) + 1
+        if room < 1:
+            raise ValueError(f"a prompt has {len(prompt)} tokens; the context holds "
+                             f"{model.cfg.context_length}")
+        prompts.append(prompt)
+        budgets.append(min(max_new_tokens, room))
+    rows = generate_rows(model, prompts, budgets, stop_id=tokenizer.special_tokens[END],
+                         temperature=temperature, seed=seed if temperature else None)
+    return [tokenizer.decode(r) for r in rows]
+
+
 def exact_match(
     model: torch.nn.Module,
     tokenizer: Tokenizer,
@@ -118,12 +144,9 @@ def exact_match(
     seed: int = 0,
 ) -> dict[str, tuple[int, int]]:
     """{task family: (answers exactly right, questions)} for the model's greedy replies, or, with
-    a temperature, for one sampled reply per question (question i sampled with seed + i)."""
-    return score_answers([
-        (c.task, reply(model, tokenizer, [(m.role, m.content) for m in c.prompt_messages],
-                       max_new_tokens, temperature, seed + i if temperature else None), c.answer)
-        for i, c in enumerate(conversations)
-    ])
+    a temperature, for one sampled reply per question (see `replies`)."""
+    given = replies(model, tokenizer, conversations, max_new_tokens, temperature, seed)
+    return score_answers([(c.task, g, c.answer) for c, g in zip(conversations, given)])
 
 
 def majority_baseline(

@@ -11,7 +11,6 @@ training curves as curves.html (interactive) and curves.png.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -29,13 +28,13 @@ from llmcourse.training.config import TRAIN_PRESETS, get_train_preset
 from llmcourse.training.data import PretrainingData, encode_documents, prepare_data
 from llmcourse.training.distributed import (STRATEGIES, Distributed, init_distributed, launched_by_torchrun,
                                             same_on_all_ranks, shutdown)
-from llmcourse.training.trainer import CHECKPOINT, Trainer, resolve_precision
+from llmcourse.training.trainer import CHECKPOINT, Trainer, resolve_precision, seconds_per_step
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="course", choices=sorted(TRAIN_PRESETS),
-                        help="training recipe (default: course, the course model's: about a minute on a "
-                             "2-core CPU)")
+    parser.add_argument("--preset", choices=sorted(TRAIN_PRESETS),
+                        help="training recipe (default: course, the course model's, on a CPU; course-gpu, the "
+                             "same recipe scaled up, on a CUDA GPU)")
     parser.add_argument("--model", default="course", choices=sorted(PRESETS),
                         help="model shape (default: course, the course model's)")
     parser.add_argument("--corpus", default="shakespeare", help="corpus name (see `llmcourse corpus list`)")
@@ -48,6 +47,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/course", help="run folder (default: runs/course)")
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     parser.add_argument("--device", help="cpu, cuda, mps (default: the fastest found)")
+    parser.add_argument("--no-png", action="store_true",
+                        help="write the curves as curves.html only: curves.png starts a headless browser, "
+                             "seconds that a short run may not want to spend")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="default: auto")
     parser.add_argument("--seed", type=int, help="default: the preset's")
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch, over all processes (default: the "
@@ -72,15 +74,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _steps_for_minutes(model: GPT, data: PretrainingData, cfg, device, minutes: float) -> int:
-    """Time three steps of a throwaway copy (after one warm-up step) and fit the budget; evaluation adds about
-    eval_batches forward passes every eval_every steps, a few percent."""
-    probe = Trainer(copy.deepcopy(model), data.train_ids, None, cfg.replace(max_steps=4, warmup_steps=1),
-                    progress=False, device=device)
-    probe.train_step()
-    start = time.perf_counter()
-    for _ in range(3):
-        probe.train_step()
-    per_step = (time.perf_counter() - start) / 3
+    """Fit the budget to this machine's speed; evaluation adds about eval_batches forward passes every
+    eval_every steps, a few percent."""
+    per_step = seconds_per_step(model, data.train_ids, cfg, device)
     return max(1, int(minutes * 60 / per_step * 0.95))
 
 
@@ -110,7 +106,8 @@ def _train(args: argparse.Namespace, info: Distributed | None, device: torch.dev
     overrides = {k: v for k, v in (("precision", args.precision), ("seed", args.seed),
                                    ("batch_size", args.batch_size), ("grad_accum", args.grad_accum))
                  if v is not None}
-    cfg = get_train_preset(args.preset, **overrides)
+    preset = args.preset or ("course-gpu" if device.type == "cuda" else "course")
+    cfg = get_train_preset(preset, **overrides)
     if args.resume:
         run = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
         if run is None:
@@ -156,23 +153,26 @@ def _train(args: argparse.Namespace, info: Distributed | None, device: torch.dev
         history = trainer.fit()
     except KeyboardInterrupt as err:
         if main:
-            write_curves(out, trainer.history)
+            write_curves(out, trainer.history, png=not args.no_png)
         say(f"\n{err}; continue with --resume")
         return 130
     if main:
-        write_curves(out, history)
+        write_curves(out, history, png=not args.no_png)
         last = [m for m in history if m["kind"] == "eval"][-1]
         print(f"done: validation loss {last['val_loss']:.3f} nats/token, {last['val_bpb']:.3f} bits/byte; "
               f"sample with `llmcourse generate {out}`")
     return 0
 
 
-def write_curves(out: Path, history: list[dict]) -> None:
-    """curves.html (interactive, self-contained) and, where kaleido and a browser are installed, curves.png."""
+def write_curves(out: Path, history: list[dict], png: bool = True) -> None:
+    """curves.html (interactive, self-contained) and, where kaleido and a browser are installed and `png`,
+    curves.png."""
     from llmcourse.viz.training import curves_figure
 
     fig = curves_figure({out.name: history}, title=f"Training curves: {out.name}")
     fig.write_html(out / "curves.html", include_plotlyjs=True, full_html=True)
+    if not png:
+        return
     try:
         from llmcourse.viz.display import to_png
 

@@ -7,13 +7,15 @@ model quality), while bits per UTF-8 byte of the same text compares any two runs
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from llmcourse.cleaning import clean_split
 from llmcourse.corpus import load_corpus
-from llmcourse.tokenizer import Tokenizer
+from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -51,15 +53,56 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
     return np.asarray(ids, dtype=np.uint16 if tokenizer.n_vocab <= 1 << 16 else np.uint32)
 
 
+# Tokenizers that the package ships, already trained: BPE training is deterministic, so a file trained from the
+# same text is the tokenizer that training would make (tests/test_data_pipeline.py trains it again and compares).
+SHIPPED = Path(__file__).resolve().parents[1] / "tokenizer" / "shipped"
+
+
+def shipped_path(corpus: str, vocab_size: int, text: str) -> Path:
+    """Where the package ships the `vocab_size` tokenizer trained on `text`: the name holds the text's sha256, so a
+    changed corpus, cleaning or split never finds a stale file."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return SHIPPED / f"{corpus}-{vocab_size}-{digest}.json"
+
+
+def train_tokenizer(corpus: str, vocab_size: int, train_texts: list[str]) -> Tokenizer:
+    """The `vocab_size` tokenizer (end-of-text included) trained on the training documents joined by end-of-text:
+    the shipped file where the package has one for this text (it saves seconds on every run), else trained now."""
+    text = END_OF_TEXT.join(train_texts)
+    path = shipped_path(corpus, vocab_size, text)
+    if path.exists():
+        return load_tokenizer(path)
+    return Tokenizer.train(text, vocab_size, special_tokens=[END_OF_TEXT], name=f"{corpus}-{vocab_size}")
+
+
 def prepare_data(corpus: str, vocab_size: int, tokenizer: Tokenizer | None = None) -> PretrainingData:
-    """Clean and split `corpus` (chapter 2's recipe), train a `vocab_size` tokenizer (end-of-text included) on the
-    training documents joined by end-of-text (or use `tokenizer`), and encode both sides."""
+    """Clean and split `corpus` (chapter 2's recipe), train a `vocab_size` tokenizer on the training documents
+    (`train_tokenizer`), or use `tokenizer`, and encode both sides."""
     train_docs, val_docs = clean_split(load_corpus(corpus))
     train_texts, val_texts = [d.text for d in train_docs], [d.text for d in val_docs]
     if tokenizer is None:
-        tokenizer = Tokenizer.train(END_OF_TEXT.join(train_texts), vocab_size, special_tokens=[END_OF_TEXT],
-                                    name=f"{corpus}-{vocab_size}")
+        tokenizer = train_tokenizer(corpus, vocab_size, train_texts)
     elif END_OF_TEXT not in tokenizer.special_tokens:
         raise ValueError(f"the tokenizer needs the {END_OF_TEXT} special token to separate documents")
     return PretrainingData(tokenizer, encode_documents(tokenizer, train_texts),
                            encode_documents(tokenizer, val_texts), train_texts, val_texts)
+
+
+def ship_tokenizer(corpus: str, vocab_size: int) -> Path:
+    """Train the `vocab_size` tokenizer of `corpus`'s training documents and write it where train_tokenizer finds it
+    (`python -m llmcourse.training.data shakespeare 2048`, after a change to the corpus, its cleaning or its split).
+    Files for older texts are removed."""
+    train_docs, _ = clean_split(load_corpus(corpus))
+    texts = [d.text for d in train_docs]
+    path = shipped_path(corpus, vocab_size, END_OF_TEXT.join(texts))
+    for old in SHIPPED.glob(f"{corpus}-{vocab_size}-*.json"):
+        old.unlink()
+    save_tokenizer(Tokenizer.train(END_OF_TEXT.join(texts), vocab_size, special_tokens=[END_OF_TEXT],
+                                   name=f"{corpus}-{vocab_size}"), path)
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(ship_tokenizer(sys.argv[1], int(sys.argv[2])))

@@ -11,9 +11,11 @@ nothing of plots, so a notebook widget, a JSONL file and a progress bar all subs
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -53,10 +55,27 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+PRECISION_SETTING = "LLMCOURSE_PRECISION"
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' becomes bf16 where the device computes it fast, fp16 on GPUs without bf16 (Colab's T4), else fp32."""
+    """'auto' becomes bf16 where the device computes it fast, fp16 on GPUs without bf16 (Colab's T4), else fp32.
+    $LLMCOURSE_PRECISION, where set, is what 'auto' means on every device: `LLMCOURSE_PRECISION=fp32` times a
+    machine with fast bf16 as one without it would run. A precision asked for by name is kept.
+
+    >>> import os; os.environ[PRECISION_SETTING] = "fp32"
+    >>> resolve_precision("auto", torch.device("cpu")), resolve_precision("bf16", torch.device("cpu"))
+    ('fp32', 'bf16')
+    >>> del os.environ[PRECISION_SETTING]
+    """
     if precision != "auto":
         return precision
+    forced = os.environ.get(PRECISION_SETTING, "").strip().lower()
+    if forced and forced != "auto":
+        if forced not in PRECISIONS:
+            raise ValueError(f"${PRECISION_SETTING}={forced!r}: expected one of auto, {', '.join(PRECISIONS)}")
+        return forced
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu" and cpu_has_fast_bf16():
@@ -346,6 +365,30 @@ class Trainer:
             raise KeyboardInterrupt(f"interrupted at step {self.step}"
                                     + (f"; checkpoint saved to {self.checkpoint_path}" if self.out_dir else ""))
         return self.history
+
+
+def seconds_per_step(model: torch.nn.Module, train_data: Any, cfg: TrainConfig,
+                     device: torch.device | str | None = None, steps: int = 3) -> float:
+    """Seconds per optimizer step of `cfg` on this machine: `steps` steps of a throwaway copy of `model`, timed
+    after one warm-up step. A budget in minutes, and the time a stage model will take, are planned from it."""
+    probe = Trainer(copy.deepcopy(model), train_data, None, cfg.replace(max_steps=steps + 1, warmup_steps=1),
+                    progress=False, device=device)
+    probe.train_step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        probe.train_step()
+    return (time.perf_counter() - start) / steps
+
+
+def announce(what: str, model: torch.nn.Module, train_data: Any, cfg: TrainConfig,
+             device: torch.device | str | None = None, enabled: bool = True) -> None:
+    """Say, before a stage model that this machine has not cached trains, how long it will take here (timed on a
+    few steps of a copy). Silent where progress bars are off (a book build, TQDM_DISABLE=1)."""
+    if not enabled or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        return
+    seconds = seconds_per_step(model, train_data, cfg, device) * cfg.max_steps
+    print(f"Training {what} once on this machine ({cfg.max_steps:,} steps): about {seconds:.0f} s here; "
+          f"it is cached for every later chapter.", flush=True)
 
 
 def _plain(cfg: Any) -> dict[str, Any] | None:
