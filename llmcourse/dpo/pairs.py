@@ -17,8 +17,7 @@ import torch
 
 from llmcourse.dpo.preferences import PreferencePair
 from llmcourse.finetune.records import Conversation
-from llmcourse.finetune.template import END, prompt_ids
-from llmcourse.generate import generate_rows
+from llmcourse.finetune.sft import replies
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -33,15 +32,9 @@ def sample_answers(model: torch.nn.Module, tokenizer: Tokenizer,
                    conversations: Sequence[Conversation], samples: int, temperature: float,
                    seed: int, max_new_tokens: int = 12) -> list[list[str]]:
     """`samples` answers to each conversation's prompt, sampled in batches of many prompts."""
-    end = tokenizer.special_tokens[END]
-    prompts, budgets = [], []
-    for c in conversations:
-        prompt = prompt_ids([(m.role, m.content) for m in c.prompt_messages], tokenizer)
-        room = min(max_new_tokens, model.cfg.context_length - len(prompt) + 1)
-        prompts += [prompt] * samples
-        budgets += [room] * samples
-    rows = generate_rows(model, prompts, budgets, stop_id=end, temperature=temperature, seed=seed)
-    texts = [tokenizer.decode(r).strip() for r in rows]
+    repeated = [c for c in conversations for _ in range(samples)]
+    texts = [t.strip() for t in replies(model, tokenizer, repeated, max_new_tokens, temperature,
+                                        seed)]
     return [texts[i * samples:(i + 1) * samples] for i in range(len(conversations))]
 
 
