@@ -1,7 +1,7 @@
 """The course model: a small GPT and its tokenizer, trained once on the course corpus and cached.
 
 Chapters that look inside a trained model or generate from one share this model. The first call
-trains it (a minute or two on a laptop CPU) and writes it to the cache directory
+trains it (one to three minutes on a 2-core CPU) and writes it to the cache directory
 (`llmcourse.download.cache_dir()`, or $LLMCOURSE_CACHE); later calls load it in about a second. The
 cache entry is named by a hash of the configuration and of the code of every module that shapes
 the result (tokenizer, model, training loop, corpus, split), so a changed recipe or a changed model
@@ -76,7 +76,7 @@ class CourseModelConfig:
 
     The defaults train 1.2M parameters on about 1.2M tokens (1,200 steps of 16 windows of 64)
     with the pretraining chapter's trainer: warmup, cosine decay, clipping, fp32 (so that every
-    machine trains the same model). About a minute on two CPU cores. With warmup, a peak rate of
+    machine trains the same model). About a minute on two cores with AVX-512, three with AVX2 alone. With warmup, a peak rate of
     3e-3 beats the 1e-3 that a constant rate needs (held-out loss 4.40 against 4.44 nats per
     token on this budget). A vocabulary of 2,048 tokens is small enough
     for so short a run to see every token many times, and large enough that common words are

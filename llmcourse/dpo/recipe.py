@@ -5,7 +5,7 @@ cached as the SFT model is, together with the held-out pairs it is measured on.
 3,000 training pairs made from the SFT model's own mistakes, 300 steps of 16 pairs at a peak rate
 of 1e-3, beta 0.1, and the SFT loss on the chosen answers added (weight 1): in chapter 9 this kept
 the SFT model's exact-match score while ranking more held-out pairs right, where DPO alone lost
-half of it. About a minute and a half on two CPU cores, most of it sampling the pairs.
+half of it. Most of its time is the 300 steps; the pairs are sampled in batches of many prompts.
 """
 
 from __future__ import annotations

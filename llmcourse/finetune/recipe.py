@@ -4,7 +4,7 @@ and of LoRA. `sft_model()` is the course model fine-tuned by it, trained once pe
 cached as the course model is: the later chapters (DPO, evaluation) and their tests start from it.
 
 Both runs take the course model's training preset (batch 16, context 64, warmup and cosine decay)
-for 1,500 steps, about a minute each on two CPU cores. Full fine-tuning keeps the pretraining
+for 1,500 steps, one to three minutes each on two CPU cores. Full fine-tuning keeps the pretraining
 peak rate (3e-3). LoRA trains far fewer numbers and takes a larger one (1e-2, as the LoRA paper
 and PEFT's examples do): on these tasks 1e-2 reached 47 of 280 held-out answers, 2e-2 only 22.
 """
@@ -123,7 +123,7 @@ def keep_sft_model(trainer, tokenizer: Tokenizer, cache: Path | str | None = Non
 
 def sft_model(cache: Path | str | None = None, progress: bool = False) -> SFTModel:
     """The course model after full fine-tuning by this recipe (sft_tasks, STEPS steps at FULL_LR):
-    from the cache, or trained (about a minute on two CPU cores) and cached."""
+    from the cache, or trained (one to three minutes on two CPU cores) and cached."""
     from llmcourse.corpus import load_corpus
     from llmcourse.course_model import (FORMAT, CourseModelError, course_model, read_entry,
                                         write_entry)

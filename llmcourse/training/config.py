@@ -73,7 +73,7 @@ class TrainConfig:
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # The course model's recipe (llmcourse.course_model): about a minute on a 2-core CPU. With
+    # The course model's recipe (llmcourse.course_model): one to three minutes on a 2-core CPU. With
     # warmup, a peak rate of 3e-3 beats the 1e-3 that a constant rate needs.
     "course": TrainConfig(batch_size=16, context_length=64, max_steps=1200, lr=3e-3, warmup_steps=60,
                           eval_every=200),
