@@ -76,7 +76,8 @@ class CourseModelConfig:
 
     The defaults train 1.2M parameters on about 1.2M tokens (1,200 steps of 16 windows of 64)
     with the pretraining chapter's trainer: warmup, cosine decay, clipping, fp32 (so that every
-    machine trains the same model). About a minute on two cores with AVX-512, three with AVX2 alone. With warmup, a peak rate of
+    machine trains the same model). About a minute on two cores with AVX-512, three with AVX2
+    alone. With warmup, a peak rate of
     3e-3 beats the 1e-3 that a constant rate needs (held-out loss 4.40 against 4.44 nats per
     token on this budget). A vocabulary of 2,048 tokens is small enough
     for so short a run to see every token many times, and large enough that common words are

@@ -173,7 +173,8 @@ def generate_rows(model, prompts: Sequence[Sequence[int]], max_new_tokens: int |
     >>> rows[1] == generate(model, torch.tensor([[3, 4]]), 4, temperature=0)[0, 2:].tolist()
     True
     """
-    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    one_budget = isinstance(max_new_tokens, int)
+    budgets = [max_new_tokens] * len(prompts) if one_budget else list(max_new_tokens)
     if len(budgets) != len(prompts):
         raise ValueError(f"{len(budgets)} budgets of new tokens for {len(prompts)} prompts")
     device = next(model.parameters()).device
@@ -182,7 +183,8 @@ def generate_rows(model, prompts: Sequence[Sequence[int]], max_new_tokens: int |
         groups.setdefault((len(prompt), budget), []).append(i)
     rows: list[list[int]] = [[] for _ in prompts]
     seed = options.pop("seed", None)
-    batches = [(budget, members[start:start + batch_size]) for (_, budget), members in groups.items()
+    batches = [(budget, members[start:start + batch_size])
+               for (_, budget), members in groups.items()
                for start in range(0, len(members), batch_size)]
     for k, (budget, chunk) in enumerate(batches):
         ids = torch.tensor([list(prompts[i]) for i in chunk], device=device)

@@ -7,7 +7,8 @@ import torch
 
 from llmcourse.config import get_preset
 from llmcourse.finetune.records import alpaca
-from llmcourse.finetune.sft import InstructionBatches, encode_conversations, exact_match, replies, reply
+from llmcourse.finetune.sft import (InstructionBatches, encode_conversations, exact_match, replies,
+                                    reply)
 from llmcourse.finetune.template import add_chat_tokens, grow_vocabulary
 from llmcourse.model import GPT
 from llmcourse.tokenizer import Tokenizer
@@ -101,5 +102,6 @@ def test_the_recipe_lifts_the_course_model_on_held_out_questions():
     assert course.tokenizer.n_vocab + 4 == tokenizer.n_vocab  # the pretrained model is left as it was
     assert course.model.tok_emb.weight.shape[0] == course.tokenizer.n_vocab
     # exact_match answers many questions in batches: each reply is the one it gets alone
-    alone = [reply(model, tokenizer, [(m.role, m.content) for m in c.prompt_messages]) for c in tasks.test]
+    alone = [reply(model, tokenizer, [(m.role, m.content) for m in c.prompt_messages])
+             for c in tasks.test]
     assert replies(model, tokenizer, tasks.test) == alone

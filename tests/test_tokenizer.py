@@ -206,8 +206,9 @@ def test_special_tokens_given_as_one_string_are_refused():
 
 @pytest.mark.parametrize("vocab_size", [2048, 512])  # the course model's, and chapter 7's runs
 def test_a_shipped_tokenizer_is_what_training_makes(vocab_size):
-    """The package ships tokenizers already trained (it saves seconds on every pretraining run); training one again
-    on the same documents must give the same file, and prepare_data must find it for today's split."""
+    """The package ships tokenizers already trained (it saves seconds on every pretraining run);
+    training one again on the same documents must give the same file, and prepare_data must find
+    it for today's split."""
     from llmcourse.cleaning import clean_split
     from llmcourse.training.data import END_OF_TEXT, SHIPPED, shipped_path, train_tokenizer
 

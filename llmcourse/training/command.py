@@ -33,8 +33,8 @@ from llmcourse.training.trainer import CHECKPOINT, Trainer, resolve_precision, s
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(TRAIN_PRESETS),
-                        help="training recipe (default: course, the course model's, on a CPU; course-gpu, the "
-                             "same recipe scaled up, on a CUDA GPU)")
+                        help="training recipe (default: course, the course model's, on a CPU; "
+                             "course-gpu, the same recipe scaled up, on a CUDA GPU)")
     parser.add_argument("--model", default="course", choices=sorted(PRESETS),
                         help="model shape (default: course, the course model's)")
     parser.add_argument("--corpus", default="shakespeare", help="corpus name (see `llmcourse corpus list`)")
@@ -48,8 +48,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     parser.add_argument("--device", help="cpu, cuda, mps (default: the fastest found)")
     parser.add_argument("--no-png", action="store_true",
-                        help="write the curves as curves.html only: curves.png starts a headless browser, "
-                             "seconds that a short run may not want to spend")
+                        help="write the curves as curves.html only: curves.png starts a headless "
+                             "browser, seconds that a short run may not want to spend")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="default: auto")
     parser.add_argument("--seed", type=int, help="default: the preset's")
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch, over all processes (default: the "
@@ -74,8 +74,8 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _steps_for_minutes(model: GPT, data: PretrainingData, cfg, device, minutes: float) -> int:
-    """Fit the budget to this machine's speed; evaluation adds about eval_batches forward passes every
-    eval_every steps, a few percent."""
+    """Fit the budget to this machine's speed; evaluation adds about eval_batches forward passes
+    every eval_every steps, a few percent."""
     per_step = seconds_per_step(model, data.train_ids, cfg, device)
     return max(1, int(minutes * 60 / per_step * 0.95))
 
@@ -165,8 +165,8 @@ def _train(args: argparse.Namespace, info: Distributed | None, device: torch.dev
 
 
 def write_curves(out: Path, history: list[dict], png: bool = True) -> None:
-    """curves.html (interactive, self-contained) and, where kaleido and a browser are installed and `png`,
-    curves.png."""
+    """curves.html (interactive, self-contained) and, where kaleido and a browser are installed
+    and `png`, curves.png."""
     from llmcourse.viz.training import curves_figure
 
     fig = curves_figure({out.name: history}, title=f"Training curves: {out.name}")

@@ -53,31 +53,34 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
     return np.asarray(ids, dtype=np.uint16 if tokenizer.n_vocab <= 1 << 16 else np.uint32)
 
 
-# Tokenizers that the package ships, already trained: BPE training is deterministic, so a file trained from the
-# same text is the tokenizer that training would make (tests/test_data_pipeline.py trains it again and compares).
+# Tokenizers that the package ships, already trained: BPE training is deterministic, so a file
+# trained from the same text is the tokenizer that training would make (tests/test_tokenizer.py
+# trains each again and compares).
 SHIPPED = Path(__file__).resolve().parents[1] / "tokenizer" / "shipped"
 
 
 def shipped_path(corpus: str, vocab_size: int, text: str) -> Path:
-    """Where the package ships the `vocab_size` tokenizer trained on `text`: the name holds the text's sha256, so a
-    changed corpus, cleaning or split never finds a stale file."""
+    """Where the package ships the `vocab_size` tokenizer trained on `text`: the name holds the
+    text's sha256, so a changed corpus, cleaning or split never finds a stale file."""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return SHIPPED / f"{corpus}-{vocab_size}-{digest}.json"
 
 
 def train_tokenizer(corpus: str, vocab_size: int, train_texts: list[str]) -> Tokenizer:
-    """The `vocab_size` tokenizer (end-of-text included) trained on the training documents joined by end-of-text:
-    the shipped file where the package has one for this text (it saves seconds on every run), else trained now."""
+    """The `vocab_size` tokenizer (end-of-text included) trained on the training documents joined
+    by end-of-text: the shipped file where the package has one for this text (it saves seconds on
+    every run), else trained now."""
     text = END_OF_TEXT.join(train_texts)
     path = shipped_path(corpus, vocab_size, text)
     if path.exists():
         return load_tokenizer(path)
-    return Tokenizer.train(text, vocab_size, special_tokens=[END_OF_TEXT], name=f"{corpus}-{vocab_size}")
+    name = f"{corpus}-{vocab_size}"
+    return Tokenizer.train(text, vocab_size, special_tokens=[END_OF_TEXT], name=name)
 
 
 def prepare_data(corpus: str, vocab_size: int, tokenizer: Tokenizer | None = None) -> PretrainingData:
-    """Clean and split `corpus` (chapter 2's recipe), train a `vocab_size` tokenizer on the training documents
-    (`train_tokenizer`), or use `tokenizer`, and encode both sides."""
+    """Clean and split `corpus` (chapter 2's recipe), train a `vocab_size` tokenizer on the training
+    documents (`train_tokenizer`), or use `tokenizer`, and encode both sides."""
     train_docs, val_docs = clean_split(load_corpus(corpus))
     train_texts, val_texts = [d.text for d in train_docs], [d.text for d in val_docs]
     if tokenizer is None:
@@ -89,16 +92,17 @@ def prepare_data(corpus: str, vocab_size: int, tokenizer: Tokenizer | None = Non
 
 
 def ship_tokenizer(corpus: str, vocab_size: int) -> Path:
-    """Train the `vocab_size` tokenizer of `corpus`'s training documents and write it where train_tokenizer finds it
-    (`python -m llmcourse.training.data shakespeare 2048`, after a change to the corpus, its cleaning or its split).
-    Files for older texts are removed."""
+    """Train the `vocab_size` tokenizer of `corpus`'s training documents and write it where
+    train_tokenizer finds it (`python -m llmcourse.training.data shakespeare 2048`, after a change
+    to the corpus, its cleaning or its split). Files for older texts are removed."""
     train_docs, _ = clean_split(load_corpus(corpus))
     texts = [d.text for d in train_docs]
     path = shipped_path(corpus, vocab_size, END_OF_TEXT.join(texts))
     for old in SHIPPED.glob(f"{corpus}-{vocab_size}-*.json"):
         old.unlink()
-    save_tokenizer(Tokenizer.train(END_OF_TEXT.join(texts), vocab_size, special_tokens=[END_OF_TEXT],
-                                   name=f"{corpus}-{vocab_size}"), path)
+    trained = Tokenizer.train(END_OF_TEXT.join(texts), vocab_size, special_tokens=[END_OF_TEXT],
+                              name=f"{corpus}-{vocab_size}")
+    save_tokenizer(trained, path)
     return path
 
 

@@ -33,10 +33,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
                    device: torch.device | None = None, sharded: bool = False) -> torch.optim.Optimizer:
-    """AdamW over `param_groups`, with the fused kernel on CUDA and on the CPU: one kernel for all parameters.
-    torch's default on the CPU steps each parameter in a Python loop of a dozen small operations, which costs a
-    small model about 5 % of its step. sharded: each process keeps the state of its share of the parameters
-    (ZeRO-1, `llmcourse.training.zero`)."""
+    """AdamW over `param_groups`, with the fused kernel on CUDA and on the CPU: one kernel for all
+    parameters. torch's default on the CPU steps each parameter in a Python loop of a dozen small
+    operations, which costs a small model about 5 % of its step. sharded: each process keeps the
+    state of its share of the parameters (ZeRO-1, `llmcourse.training.zero`)."""
     fused = torch.device(device if device is not None else "cpu").type in ("cuda", "cpu")
     if sharded:
         from llmcourse.training.zero import ShardedOptimizer

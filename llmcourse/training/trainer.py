@@ -60,12 +60,14 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' becomes bf16 where the device computes it fast, fp16 on GPUs without bf16 (Colab's T4), else fp32.
-    $LLMCOURSE_PRECISION, where set, is what 'auto' means on every device: `LLMCOURSE_PRECISION=fp32` times a
-    machine with fast bf16 as one without it would run. A precision asked for by name is kept.
+    """'auto' becomes bf16 where the device computes it fast, fp16 on GPUs without bf16 (Colab's
+    T4), else fp32. $LLMCOURSE_PRECISION, where set, is what 'auto' means on every device:
+    `LLMCOURSE_PRECISION=fp32` times a machine with fast bf16 as one without it would run. A
+    precision asked for by name is kept.
 
     >>> import os; os.environ[PRECISION_SETTING] = "fp32"
-    >>> resolve_precision("auto", torch.device("cpu")), resolve_precision("bf16", torch.device("cpu"))
+    >>> cpu = torch.device("cpu")
+    >>> resolve_precision("auto", cpu), resolve_precision("bf16", cpu)
     ('fp32', 'bf16')
     >>> del os.environ[PRECISION_SETTING]
     """
@@ -74,7 +76,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     forced = os.environ.get(PRECISION_SETTING, "").strip().lower()
     if forced and forced != "auto":
         if forced not in PRECISIONS:
-            raise ValueError(f"${PRECISION_SETTING}={forced!r}: expected one of auto, {', '.join(PRECISIONS)}")
+            expected = ", ".join(("auto",) + PRECISIONS)
+            raise ValueError(f"${PRECISION_SETTING}={forced!r}: expected one of {expected}")
         return forced
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -369,10 +372,11 @@ class Trainer:
 
 def seconds_per_step(model: torch.nn.Module, train_data: Any, cfg: TrainConfig,
                      device: torch.device | str | None = None, steps: int = 3) -> float:
-    """Seconds per optimizer step of `cfg` on this machine: `steps` steps of a throwaway copy of `model`, timed
-    after one warm-up step. A budget in minutes, and the time a stage model will take, are planned from it."""
-    probe = Trainer(copy.deepcopy(model), train_data, None, cfg.replace(max_steps=steps + 1, warmup_steps=1),
-                    progress=False, device=device)
+    """Seconds per optimizer step of `cfg` on this machine: `steps` steps of a throwaway copy of
+    `model`, timed after one warm-up step. A budget in minutes, and the time a stage model will
+    take, are planned from it."""
+    short = cfg.replace(max_steps=steps + 1, warmup_steps=1)
+    probe = Trainer(copy.deepcopy(model), train_data, None, short, progress=False, device=device)
     probe.train_step()
     start = time.perf_counter()
     for _ in range(steps):
@@ -382,13 +386,14 @@ def seconds_per_step(model: torch.nn.Module, train_data: Any, cfg: TrainConfig,
 
 def announce(what: str, model: torch.nn.Module, train_data: Any, cfg: TrainConfig,
              device: torch.device | str | None = None, enabled: bool = True) -> None:
-    """Say, before a stage model that this machine has not cached trains, how long it will take here (timed on a
-    few steps of a copy). Silent where progress bars are off (a book build, TQDM_DISABLE=1)."""
+    """Say, before a stage model that this machine has not cached trains, how long it will take
+    here (timed on a few steps of a copy). Silent where progress bars are off (a book build,
+    TQDM_DISABLE=1)."""
     if not enabled or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
         return
     seconds = seconds_per_step(model, train_data, cfg, device) * cfg.max_steps
-    print(f"Training {what} once on this machine ({cfg.max_steps:,} steps): about {seconds:.0f} s here; "
-          f"it is cached for every later chapter.", flush=True)
+    print(f"Training {what} once on this machine ({cfg.max_steps:,} steps): about {seconds:.0f} s "
+          f"here; it is cached for every later chapter.", flush=True)
 
 
 def _plain(cfg: Any) -> dict[str, Any] | None:
