@@ -12,7 +12,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 
+def bars_on(enabled: bool = True) -> bool:
+    """Whether progress is shown: `enabled`, and TQDM_DISABLE is not set (a book build sets it)."""
+    return enabled and os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+
+
 def progress_bar(iterable: Any = None, enabled: bool = True, **options: Any) -> tqdm:
     """tqdm.auto's bar (a widget in a notebook, text in a terminal), unless `enabled` is False or TQDM_DISABLE=1."""
-    disable = not enabled or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-    return tqdm(iterable, disable=disable, **options)
+    return tqdm(iterable, disable=not bars_on(enabled), **options)

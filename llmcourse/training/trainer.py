@@ -28,7 +28,7 @@ import torch
 from llmcourse.batches import random_batch
 from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.loss import bits_per_byte
-from llmcourse.progress import progress_bar
+from llmcourse.progress import bars_on, progress_bar
 from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
 from llmcourse.training import deepspeed_engine
 from llmcourse.training.config import TrainConfig
@@ -65,11 +65,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     `LLMCOURSE_PRECISION=fp32` times a machine with fast bf16 as one without it would run. A
     precision asked for by name is kept.
 
-    >>> import os; os.environ[PRECISION_SETTING] = "fp32"
+    >>> from unittest import mock
     >>> cpu = torch.device("cpu")
-    >>> resolve_precision("auto", cpu), resolve_precision("bf16", cpu)
+    >>> with mock.patch.dict(os.environ, {PRECISION_SETTING: "fp32"}):
+    ...     resolve_precision("auto", cpu), resolve_precision("bf16", cpu)
     ('fp32', 'bf16')
-    >>> del os.environ[PRECISION_SETTING]
     """
     if precision != "auto":
         return precision
@@ -389,7 +389,7 @@ def announce(what: str, model: torch.nn.Module, train_data: Any, cfg: TrainConfi
     """Say, before a stage model that this machine has not cached trains, how long it will take
     here (timed on a few steps of a copy). Silent where progress bars are off (a book build,
     TQDM_DISABLE=1)."""
-    if not enabled or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+    if not bars_on(enabled):
         return
     seconds = seconds_per_step(model, train_data, cfg, device) * cfg.max_steps
     print(f"Training {what} once on this machine ({cfg.max_steps:,} steps): about {seconds:.0f} s "
