@@ -2,10 +2,12 @@
 "DPO + SFT" run. `dpo_model()` is the SFT model aligned by it, trained once per machine and
 cached as the SFT model is, together with the held-out pairs it is measured on.
 
-3,000 training pairs made from the SFT model's own mistakes, 300 steps of 16 pairs at a peak rate
+3,000 training pairs made from the SFT model's own mistakes, 200 steps of 16 pairs at a peak rate
 of 1e-3, beta 0.1, and the SFT loss on the chosen answers added (weight 1): in chapter 9 this kept
 the SFT model's exact-match score while ranking more held-out pairs right, where DPO alone lost
-half of it. Most of its time is the 300 steps; the pairs are sampled in batches of many prompts.
+half of it. Its time is the 200 steps, the pairs (sampled in batches of many prompts) and the
+reference's log-probabilities. When the recipe was set, 300 steps answered 90 of 280 held-out
+questions and 200 steps 87, with the same share of held-out pairs ranked right.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from llmcourse.tokenizer import Tokenizer
 from llmcourse.training.config import TrainConfig, get_train_preset
 
 PAIRS = 3000  # training prompts, one pair each
-STEPS = 300
+STEPS = 200
 LR = 1e-3
 BETA = 0.1
 SFT_WEIGHT = 1.0

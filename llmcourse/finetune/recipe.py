@@ -4,9 +4,10 @@ and of LoRA. `sft_model()` is the course model fine-tuned by it, trained once pe
 cached as the course model is: the later chapters (DPO, evaluation) and their tests start from it.
 
 Both runs take the course model's training preset (batch 16, context 64, warmup and cosine decay)
-for 1,500 steps, one to three minutes each on two CPU cores. Full fine-tuning keeps the pretraining
-peak rate (3e-3). LoRA trains far fewer numbers and takes a larger one (1e-2, as the LoRA paper
-and PEFT's examples do): on these tasks 1e-2 reached 47 of 280 held-out answers, 2e-2 only 22.
+for 1,500 steps, one to two minutes each on two CPU cores; chapter 8 runs LoRA for half as many,
+to keep within its time. Full fine-tuning keeps the pretraining peak rate (3e-3). LoRA trains far
+fewer numbers and takes a larger one (1e-2, as the LoRA paper and PEFT's examples do): on these
+tasks, over 1,500 steps, 1e-2 reached 47 of 280 held-out answers, 2e-2 only 22.
 """
 
 from __future__ import annotations
