@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from llmcourse.embeddings import check_token_ids
-from llmcourse.loss import mean_nll
 
 
 def bigram_counts(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -57,7 +56,10 @@ class BigramModel:
         ids = torch.as_tensor(ids).long()
         if ids.numel() < 2:
             raise ValueError("need at least two tokens: one to condition on and one to predict")
-        return mean_nll(self.probs[ids[:-1]].log(), ids[1:])
+        # Pick each (current, next) entry directly: taking whole rows first, as mean_nll's
+        # (N, V) input would, costs gigabytes on a long text with a vocabulary of thousands.
+        picked = self.probs[ids[:-1], ids[1:]]
+        return -picked.log().mean()
 
     def sample(self, start: int, length: int, generator: torch.Generator | None = None) -> list[int]:
         """Draw `length` tokens after `start`, each from P(next | previous)."""
