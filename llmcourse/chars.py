@@ -18,7 +18,7 @@ class CharVocab:
     chars: str  # sorted, unique; a character's id is its index
 
     @classmethod
-    def from_text(cls, text: str) -> "CharVocab":
+    def from_text(cls, text: str) -> CharVocab:
         if not text:
             raise ValueError("cannot build a vocabulary from empty text")
         return cls("".join(sorted(set(text))))

@@ -1,13 +1,21 @@
 """The course's command line: `python -m llmcourse COMMAND` (or `llmcourse COMMAND`).
 
-    train [--preset course] [--steps N | --tokens N | --minutes M] [--out DIR] [--resume]   pretrain a model
-    generate RUN_DIR [--prompt TEXT] [--temperature T] [--top-k K] [--top-p P]               sample from it
-    chat RUN_DIR [--system TEXT] [--temperature T]                  chat with a fine-tuned run's model
-    eval CHECKPOINT [--json PATH] [--harness TASKS]                 the report card of a model
-    grade NOTEBOOK.ipynb|FOLDER [...] [--json PATH] [--csv PATH]   score learner notebooks, sandboxed
-    autograder CHAPTER OUT_DIR                                      Gradescope's setup.sh and run_autograder
-    exercises [--check]                                             regenerate exercises/ from solutions/
-    corpus fetch NAME | corpus list                                 fetch (and cache) or list the corpora
+    train [--preset course] [--steps N | --tokens N | --minutes M] [--out DIR] [--resume]
+        pretrain a model
+    generate RUN_DIR [--prompt TEXT] [--temperature T] [--top-k K] [--top-p P]
+        sample from it
+    chat RUN_DIR [--system TEXT] [--temperature T]
+        chat with a fine-tuned run's model
+    eval CHECKPOINT [--json PATH] [--harness TASKS]
+        the report card of a model
+    grade NOTEBOOK.ipynb|FOLDER [...] [--json PATH] [--csv PATH]
+        score learner notebooks, sandboxed
+    autograder CHAPTER OUT_DIR
+        Gradescope's setup.sh and run_autograder
+    exercises [--check]
+        regenerate exercises/ from solutions/
+    corpus fetch NAME | corpus list
+        fetch (and cache) or list the corpora
 """
 from __future__ import annotations
 
@@ -17,7 +25,8 @@ from pathlib import Path
 
 
 def _notebooks(paths: list[str]) -> list[Path]:
-    """The notebooks named, a folder standing for the notebooks in it (a class's submissions), in name order."""
+    """The notebooks named, a folder standing for the notebooks in it (a class's submissions), in
+    name order."""
     out: list[Path] = []
     for p in map(Path, paths):
         out += sorted(p.glob("*.ipynb")) if p.is_dir() else [p]
@@ -25,9 +34,17 @@ def _notebooks(paths: list[str]) -> list[Path]:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from llmcourse.grading.grader import (GradingError, format_table, grade_notebook, read_notebook,
-                                          report_csv, report_gradescope, report_json, use_sandbox,
-                                          write_json_atomically)
+    from llmcourse.grading.grader import (
+        GradingError,
+        format_table,
+        grade_notebook,
+        read_notebook,
+        report_csv,
+        report_gradescope,
+        report_json,
+        use_sandbox,
+        write_json_atomically,
+    )
     from llmcourse.grading.sandbox import SandboxError, sandbox_problem
 
     paths = _notebooks(args.notebooks)
@@ -37,13 +54,14 @@ def _grade(args: argparse.Namespace) -> int:
     try:
         for path in paths:  # every notebook must be gradable before anything runs or is written
             read_notebook(path)
-        sandbox = use_sandbox("off" if args.no_sandbox else "on" if args.require_sandbox else "auto")
+        mode = "off" if args.no_sandbox else "on" if args.require_sandbox else "auto"
+        sandbox = use_sandbox(mode)
     except (GradingError, SandboxError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not sandbox and not args.no_sandbox:
-        print(f"grading without a sandbox: {sandbox_problem()} (--require-sandbox makes this an error)",
-              file=sys.stderr)
+        print(f"grading without a sandbox: {sandbox_problem()} "
+              f"(--require-sandbox makes this an error)", file=sys.stderr)
     grades = []
     for path in paths:  # one after another, each in its own kernel, sandbox and scratch folder
         grades.append(grade_notebook(path, cell_timeout=args.cell_timeout,
@@ -73,7 +91,8 @@ def _exercises(args: argparse.Namespace) -> int:
     for line in stale:
         print(line)
     if args.check and stale:
-        print("run `python -m llmcourse exercises` to regenerate exercises/ from solutions/", file=sys.stderr)
+        print("run `python -m llmcourse exercises` to regenerate exercises/ from solutions/",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -96,7 +115,8 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Bad arguments get one line that names the problem (and where to find the usage), not a usage dump."""
+    """Bad arguments get one line that names the problem (and where to find the usage), not a usage
+    dump."""
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -127,16 +147,19 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="llmcourse", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     from llmcourse.training.command import add_generate_arguments, add_train_arguments
 
-    train = commands.add_parser("train", help="pretrain a model on a corpus (checkpoints, metrics, --resume)")
+    train = commands.add_parser(
+        "train", help="pretrain a model on a corpus (checkpoints, metrics, --resume)")
     add_train_arguments(train)
     train.set_defaults(run=_train)
 
-    generate = commands.add_parser("generate", help="sample text from a run's checkpoint, streaming")
+    generate = commands.add_parser("generate",
+                                   help="sample text from a run's checkpoint, streaming")
     add_generate_arguments(generate)
     generate.set_defaults(run=_generate)
 
@@ -153,27 +176,35 @@ def main(argv: list[str] | None = None) -> int:
     add_eval_arguments(evaluate)
     evaluate.set_defaults(run=_eval)
 
-    grade = commands.add_parser("grade", help="score learner notebooks (a folder: every notebook in it)")
-    grade.add_argument("notebooks", nargs="+", help="notebooks, or folders of them (a class's submissions)")
+    grade = commands.add_parser("grade",
+                                help="score learner notebooks (a folder: every notebook in it)")
+    grade.add_argument("notebooks", nargs="+",
+                       help="notebooks, or folders of them (a class's submissions)")
     grade.add_argument("--json", help="write the report here (score, max_score, each exercise)")
     grade.add_argument("--gradescope", help="write a Gradescope results.json here")
-    grade.add_argument("--cell-timeout", type=float, default=120, help="seconds per notebook cell (default 120)")
-    grade.add_argument("--exercise-timeout", type=float, default=30, help="seconds per exercise (default 30)")
+    grade.add_argument("--cell-timeout", type=float, default=120,
+                       help="seconds per notebook cell (default 120)")
+    grade.add_argument("--exercise-timeout", type=float, default=30,
+                       help="seconds per exercise (default 30)")
     grade.add_argument("--csv", help="write one row per notebook here (the class's summary table)")
     sandboxing = grade.add_mutually_exclusive_group()
     sandboxing.add_argument("--require-sandbox", action="store_true",
-                            help="refuse to grade where the sandbox cannot run (default: say so, and grade)")
+                            help="refuse to grade where the sandbox cannot run "
+                                 "(default: say so, and grade)")
     sandboxing.add_argument("--no-sandbox", action="store_true",
-                            help="run learner code unsandboxed (for debugging a notebook you trust)")
+                            help="run learner code unsandboxed "
+                                 "(for debugging a notebook you trust)")
     grade.set_defaults(run=_grade)
 
-    autograder = commands.add_parser("autograder", help="write Gradescope's autograder files for a chapter")
+    autograder = commands.add_parser("autograder",
+                                     help="write Gradescope's autograder files for a chapter")
     autograder.add_argument("chapter", type=int)
     autograder.add_argument("out", help="the folder to write setup.sh and run_autograder into")
     autograder.set_defaults(run=_autograder)
 
     exercises = commands.add_parser("exercises", help="regenerate exercises/ from solutions/")
-    exercises.add_argument("--check", action="store_true", help="only report whether exercises/ is up to date")
+    exercises.add_argument("--check", action="store_true",
+                           help="only report whether exercises/ is up to date")
     exercises.add_argument("--solutions", default="solutions")
     exercises.add_argument("--exercises", default="exercises")
     exercises.set_defaults(run=_exercises)

@@ -12,10 +12,10 @@ the archive's direct URL. Either way, the archive is checked against its sha256 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from llmcourse.download import DownloadError, PipSdist, Url, fetch_verified, read_tar_members
 

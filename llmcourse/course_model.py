@@ -107,7 +107,7 @@ class CourseModelConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         self.model_config()  # a shape that cannot work is refused now, not after the data is ready
 
-    def replace(self, **changes: Any) -> "CourseModelConfig":
+    def replace(self, **changes: Any) -> CourseModelConfig:
         return dataclasses.replace(self, **changes)
 
     def model_config(self) -> ModelConfig:
@@ -244,8 +244,8 @@ def _train(config: CourseModelConfig, device: torch.device,
 
 
 def write_entry(entry: Path, tokenizer: Tokenizer, model: torch.nn.Module, meta: dict) -> None:
-    """A cache entry (model.safetensors, tokenizer.json, meta.json with the weights' sha256), written
-    into a temporary folder beside it, then renamed into place (atomic)."""
+    """A cache entry (model.safetensors, tokenizer.json, meta.json with the weights' sha256),
+    written into a temporary folder beside it, then renamed into place (atomic)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
     try:

@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import re
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

@@ -11,7 +11,8 @@ import torch
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
-    """`preferred` (or $LLMCOURSE_DEVICE) wins if given; otherwise the fastest device this machine has."""
+    """`preferred` (or $LLMCOURSE_DEVICE) wins if given; otherwise the fastest device this machine
+    has."""
     preferred = preferred or os.environ.get("LLMCOURSE_DEVICE")
     if preferred:
         device = torch.device(preferred)

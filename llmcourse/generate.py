@@ -1,15 +1,16 @@
 """Generating text: greedy, temperature, top-k and top-p sampling, with or without the KV cache.
 
-With the cache, each step feeds only the newest token and attends over stored keys and values: O(T) work per token
-instead of O(T^2). Both paths give identical tokens (tested). Each cached step then reads every weight once, so its
-speed is memory bandwidth: `llmcourse.weight_layout.tune_weight_layout` picks the weights' faster order in memory.
+With the cache, each step feeds only the newest token and attends over stored keys and values: O(T)
+work per token instead of O(T^2). Both paths give identical tokens (tested). Each cached step then
+reads every weight once, so its speed is memory bandwidth:
+`llmcourse.weight_layout.tune_weight_layout` picks the weights' faster order in memory.
 
 >>> top_p_filter(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), 0.7).isinf().tolist()
 [[False, False, True, True]]
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,18 +25,21 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probabilities sum to at least p (the top token always)."""
+    """Keep the smallest set of most likely tokens whose probabilities sum to at least p (the top
+    token always)."""
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
     cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-    drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= p  # mass before this token already >= p
+    # mass before this token already >= p
+    drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
 
 def sampling_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                    top_p: float | None = None) -> torch.Tensor:
-    """The distribution that sampling draws from: softmax(logits / temperature), then top-k, then top-p
-    (each optional), over the last dimension. temperature 0 puts all the mass on the argmax (greedy).
+    """The distribution that sampling draws from: softmax(logits / temperature), then top-k, then
+    top-p (each optional), over the last dimension. temperature 0 puts all the mass on the argmax
+    (greedy).
 
     >>> sampling_probs(torch.tensor([2.0, 1.0, 0.0]), temperature=1.0, top_k=2).tolist()
     [0.7310585975646973, 0.2689414322376251, 0.0]
@@ -50,7 +54,8 @@ def sampling_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | 
     return torch.softmax(logits, dim=-1)
 
 
-def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """(B,) next ids from (B, V) logits. temperature 0 is greedy (argmax)."""
     if temperature == 0:
@@ -62,11 +67,11 @@ def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
 def _validate(model, ids: torch.Tensor, max_new_tokens: int, temperature: float, top_k, top_p,
               use_cache: bool) -> None:
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
-        raise ValueError(f"the prompt must be a (batch, time) tensor of token ids, got "
-                         f"{tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__}")
+        got = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"the prompt must be a (batch, time) tensor of token ids, got {got}")
     if ids.shape[1] == 0:
-        raise ValueError("the prompt is empty: give at least one token (to start from nothing, use the "
-                         "end-of-text id, which models see before every document)")
+        raise ValueError("the prompt is empty: give at least one token (to start from nothing, "
+                         "use the end-of-text id, which models see before every document)")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if temperature < 0:
@@ -75,22 +80,26 @@ def _validate(model, ids: torch.Tensor, max_new_tokens: int, temperature: float,
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    # the last new token is returned but never fed back, so the model sees prompt + max_new_tokens - 1 positions
+    # the last new token is returned but never fed back, so the model sees
+    # prompt + max_new_tokens - 1 positions
     seen = ids.shape[1] + max_new_tokens - 1
     if use_cache and seen > model.cfg.context_length:
-        raise ValueError(f"prompt ({ids.shape[1]}) plus max_new_tokens ({max_new_tokens}) needs {seen} positions, "
-                         f"more than the context length {model.cfg.context_length}; use_cache=False slides a "
-                         f"window over the last {model.cfg.context_length} tokens instead")
+        raise ValueError(f"prompt ({ids.shape[1]}) plus max_new_tokens ({max_new_tokens}) "
+                         f"needs {seen} positions, more than the context length "
+                         f"{model.cfg.context_length}; use_cache=False slides a window over the "
+                         f"last {model.cfg.context_length} tokens instead")
 
 
 @torch.no_grad()
-def stream(model, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-           top_p: float | None = None, seed: int | None = None, eos_id: int | None = None,
-           use_cache: bool = True) -> Iterator[torch.Tensor]:
-    """Yield each new (B,) batch of token ids as soon as it is chosen. Stops early once every row produced eos_id.
+def stream(model, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+           eos_id: int | None = None, use_cache: bool = True) -> Iterator[torch.Tensor]:
+    """Yield each new (B,) batch of token ids as soon as it is chosen. Stops early once every row
+    produced eos_id.
 
     With the cache, prompt and output must fit the context. Without it, the model reads the last
-    `context_length` tokens at every step (a sliding window), so generation can run on past the context."""
+    `context_length` tokens at every step (a sliding window), so generation can run on past the
+    context."""
     _validate(model, ids, max_new_tokens, temperature, top_k, top_p, use_cache)
     if max_new_tokens == 0:
         return
@@ -102,7 +111,8 @@ def stream(model, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1
                            ids.shape[1] + max_new_tokens - 1) if use_cache else None)
     context, done = ids, torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     try:
-        logits = model(ids if use_cache else ids[:, -window:], cache=cache, last_only=True)[:, -1]  # (B, V)
+        prompt = ids if use_cache else ids[:, -window:]
+        logits = model(prompt, cache=cache, last_only=True)[:, -1]  # (B, V)
         for step in range(max_new_tokens):
             token = next_token(logits, temperature, top_k, top_p, generator)
             if eos_id is not None:
@@ -114,15 +124,18 @@ def stream(model, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1
             if use_cache:
                 logits = model(token[:, None], cache=cache)[:, -1]
             else:
-                context = torch.cat([context, token[:, None]], dim=1)[:, -window:]  # the sliding window
+                # the sliding window
+                context = torch.cat([context, token[:, None]], dim=1)[:, -window:]
                 logits = model(context, last_only=True)[:, -1]
     finally:
         model.train(was_training)
 
 
-def generate(model, ids: torch.Tensor, max_new_tokens: int, on_token: Callable[[torch.Tensor], None] | None = None,
+def generate(model, ids: torch.Tensor, max_new_tokens: int,
+             on_token: Callable[[torch.Tensor], None] | None = None,
              **options) -> torch.Tensor:
-    """The prompt followed by up to max_new_tokens generated ids, (B, T + n). Options as in `stream`."""
+    """The prompt followed by up to max_new_tokens generated ids, (B, T + n). Options as in
+    `stream`."""
     out = [ids]
     for token in stream(model, ids, max_new_tokens, **options):
         if on_token is not None:
@@ -131,8 +144,8 @@ def generate(model, ids: torch.Tensor, max_new_tokens: int, on_token: Callable[[
     return torch.cat(out, dim=1)
 
 
-def stream_text(model, tokenizer, prompt: list[int], max_new_tokens: int, stop_id: int | None = None,
-                **options) -> Iterator[str]:
+def stream_text(model, tokenizer, prompt: list[int], max_new_tokens: int,
+                stop_id: int | None = None, **options) -> Iterator[str]:
     """Yield the generated text piece by piece as tokens arrive, up to (not including) `stop_id`.
 
     A character that BPE split across tokens is held back until its last byte arrives, so no
@@ -179,7 +192,7 @@ def generate_rows(model, prompts: Sequence[Sequence[int]], max_new_tokens: int |
         raise ValueError(f"{len(budgets)} budgets of new tokens for {len(prompts)} prompts")
     device = next(model.parameters()).device
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, (prompt, budget) in enumerate(zip(prompts, budgets)):
+    for i, (prompt, budget) in enumerate(zip(prompts, budgets, strict=True)):
         groups.setdefault((len(prompt), budget), []).append(i)
     rows: list[list[int]] = [[] for _ in prompts]
     seed = options.pop("seed", None)

@@ -1,4 +1,5 @@
-"""The language-modelling loss: the mean negative log-probability of the correct next token, and perplexity.
+"""The language-modelling loss: the mean negative log-probability of the correct next token, and
+perplexity.
 
 >>> import torch
 >>> log_probs = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]]))
@@ -17,24 +18,29 @@ import torch
 
 
 def mean_nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean of -log p(target) over all positions. log_probs: (..., V) log-probabilities; targets: (...) int ids."""
+    """Mean of -log p(target) over all positions. log_probs: (..., V) log-probabilities; targets:
+    (...) int ids."""
     if log_probs.shape[:-1] != targets.shape:
-        raise ValueError(f"log_probs has shape {tuple(log_probs.shape)}, so targets must have shape "
+        raise ValueError(f"log_probs has shape {tuple(log_probs.shape)}, "
+                         f"so targets must have shape "
                          f"{tuple(log_probs.shape[:-1])}, got {tuple(targets.shape)}")
     if targets.numel() == 0:
         raise ValueError("no targets: the loss of an empty sequence is undefined")
-    picked = log_probs.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (...,) log p of each correct token
+    # (...,) log p of each correct token
+    picked = log_probs.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
     return -picked.mean()
 
 
 def perplexity(loss: torch.Tensor | float) -> torch.Tensor:
-    """exp(mean NLL): the size of a uniform choice that would be as surprised as the model, on average."""
+    """exp(mean NLL): the size of a uniform choice that would be as surprised as the model, on
+    average."""
     return torch.exp(torch.as_tensor(loss, dtype=torch.float64))
 
 
 def bits_per_byte(loss: float, bytes_per_token: float) -> float:
-    """A loss in nats per token as bits per UTF-8 byte of the text: divide by ln 2 (nats to bits), then by the
-    bytes each token covers. Losses per token only compare under one tokenizer; bits per byte compare any two."""
+    """A loss in nats per token as bits per UTF-8 byte of the text: divide by ln 2 (nats to bits),
+    then by the bytes each token covers. Losses per token only compare under one tokenizer; bits per
+    byte compare any two."""
     if bytes_per_token <= 0:
         raise ValueError(f"bytes_per_token must be positive, got {bytes_per_token}")
     return loss / math.log(2) / bytes_per_token

@@ -1,9 +1,10 @@
 """What every notebook of the course runs first.
 
-`SETUP_CELL` is the exact first cell of every notebook in book/, solutions/ and exercises/ (a test enforces it, and
-tools/clean_notebooks.py writes it). In Colab it installs llmcourse from the repository; where llmcourse is importable
-(a local checkout, or a second run) it installs nothing. Then `setup()` picks the device and turns on what the
-environment needs for widgets. The book runs the cell but does not show it (book/_ext/course_book.py).
+`SETUP_CELL` is the exact first cell of every notebook in book/, solutions/ and exercises/ (a test
+enforces it, and tools/clean_notebooks.py writes it). In Colab it installs llmcourse from the
+repository; where llmcourse is importable (a local checkout, or a second run) it installs nothing.
+Then `setup()` picks the device and turns on what the environment needs for widgets. The book runs
+the cell but does not show it (book/_ext/course_book.py).
 """
 from __future__ import annotations
 
@@ -31,11 +32,13 @@ def is_setup_cell(source: str) -> bool:
     >>> is_setup_cell(SETUP_CELL), is_setup_cell("import torch")
     (True, False)
     """
-    return source.lstrip().startswith("# Setup:") and "from llmcourse.notebook import setup" in source
+    starts_as_setup = source.lstrip().startswith("# Setup:")
+    return starts_as_setup and "from llmcourse.notebook import setup" in source
 
 
 def setup(seed: int = 0) -> torch.device:
-    """Seed torch, enable Colab's widget manager when in Colab, and return the device to use (CUDA, MPS, else CPU)."""
+    """Seed torch, enable Colab's widget manager when in Colab, and return the device to use (CUDA,
+    MPS, else CPU)."""
     if "google.colab" in sys.modules:
         from google.colab import output  # type: ignore[import-not-found]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -79,7 +79,7 @@ def hashed_features(texts: Sequence[str], n_buckets: int = 1 << 14) -> torch.Ten
     out = torch.zeros(len(texts), n_buckets)
     for row, text in enumerate(texts):
         words = [w.lower() for w in _WORD.findall(text)]
-        for feature in words + [a + " " + b for a, b in zip(words, words[1:])]:
+        for feature in words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]:
             out[row, zlib.crc32(feature.encode()) % n_buckets] += 1.0
     return torch.nn.functional.normalize(out, dim=1)
 
@@ -96,7 +96,7 @@ class QualityClassifier(torch.nn.Module):
         return self.linear(features).squeeze(-1)  # (N,) logits
 
     def fit(self, good: Sequence[str], bad: Sequence[str], epochs: int = 200, lr: float = 0.5,
-            seed: int = 0) -> "QualityClassifier":
+            seed: int = 0) -> QualityClassifier:
         if not good or not bad:
             raise ValueError("the classifier needs examples of both high- and low-quality text")
         torch.manual_seed(seed)

@@ -1,7 +1,8 @@
 """A minimal training loop: AdamW on random windows of a token array, loss recorded every step.
 
-Part III grows this into the full trainer (warmup and cosine schedule, clipping, accumulation, mixed precision,
-checkpoints, DDP/FSDP). The chapters before it only need a model that has learned something.
+Part III grows this into the full trainer (warmup and cosine schedule, clipping, accumulation,
+mixed precision, checkpoints, DDP/FSDP). The chapters before it only need a model that has learned
+something.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from llmcourse.batches import random_batch
 from llmcourse.progress import progress_bar
 
 
-def fit(model: torch.nn.Module, tokens: np.ndarray, steps: int, batch_size: int, context_length: int,
-        lr: float = 3e-3, seed: int = 0, device: torch.device | str = "cpu", progress: bool = True) -> list[float]:
+def fit(model: torch.nn.Module, tokens: np.ndarray, steps: int, batch_size: int,
+        context_length: int, lr: float = 3e-3, seed: int = 0,
+        device: torch.device | str = "cpu", progress: bool = True) -> list[float]:
     """Train `model` in place for `steps` AdamW steps; return the loss of every step."""
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")

@@ -1,15 +1,19 @@
 """How the weight matrices lie in memory, and picking the faster order for decoding by measuring it.
 
-Decoding one token multiplies a single vector by every weight matrix, so each step reads all the weights once and
-does two FLOPs per weight: its speed is how fast the weights stream from memory. `nn.Linear` stores a weight (out, in)
-row by row. The same values stored column by column, as the transpose of a contiguous (in, out) matrix (the layout of
-GPT-2's original Conv1D), are read by a different matrix-vector kernel. Which kernel streams faster depends on the
-BLAS library, the dtype and the device, so `tune_weight_layout` times both and keeps the winner. Shapes, values and
-outputs stay the same; only the order of the bytes changes.
+Decoding one token multiplies a single vector by every weight matrix, so each step reads all the
+weights once and does two FLOPs per weight: its speed is how fast the weights stream from memory.
+`nn.Linear` stores a weight (out, in) row by row. The same values stored column by column, as the
+transpose of a contiguous (in, out) matrix (the layout of GPT-2's original Conv1D), are read by a
+different matrix-vector kernel. Which kernel streams faster depends on the BLAS library, the dtype
+and the device, so `tune_weight_layout` times both and keeps the winner. Shapes, values and outputs
+stay the same; only the order of the bytes changes.
 
 >>> layer = torch.nn.Linear(3, 2)
 >>> set_weight_layout(layer, "column")
->>> tuple(layer.weight.shape), layer.weight.stride()  # still (out, in); neighbours in memory now go down a column
+
+The weight is still (out, in); its neighbours in memory now go down a column:
+
+>>> tuple(layer.weight.shape), layer.weight.stride()
 ((2, 3), (1, 2))
 >>> weight_layout(layer)
 'column'
@@ -17,7 +21,8 @@ outputs stay the same; only the order of the bytes changes.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -36,19 +41,23 @@ def _linears(model: nn.Module) -> list[nn.Linear]:
 
 def weight_layout(model: nn.Module) -> str:
     """'row' or 'column' when every Linear weight lies that way, else 'mixed'."""
-    found = {"row" if m.weight.is_contiguous() else "column" if m.weight.t().is_contiguous() else "mixed"
+    found = {"row" if m.weight.is_contiguous()
+             else "column" if m.weight.t().is_contiguous()
+             else "mixed"
              for m in _linears(model)}
     return found.pop() if len(found) == 1 else "mixed"
 
 
 @torch.no_grad()
 def set_weight_layout(model: nn.Module, layout: str) -> None:
-    """Re-lay every Linear weight in place: 'row' (nn.Linear's order) or 'column' (its transpose made contiguous).
+    """Re-lay every Linear weight in place: 'row' (nn.Linear's order) or 'column' (its transpose
+    made contiguous).
 
-    The Parameter objects stay the same, so tied weights stay tied and an optimizer keeps its references; one copy of
-    each matrix is made on the way."""
+    The Parameter objects stay the same, so tied weights stay tied and an optimizer keeps its
+    references; one copy of each matrix is made on the way."""
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown weight layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        choices = ", ".join(LAYOUTS)
+        raise ValueError(f"unknown weight layout {layout!r}; choose one of {choices}")
     for linear in _linears(model):
         w = linear.weight.data
         linear.weight.data = w.contiguous() if layout == "row" else w.t().contiguous().t()
@@ -56,12 +65,15 @@ def set_weight_layout(model: nn.Module, layout: str) -> None:
 
 @torch.no_grad()
 def _seconds_per_token(model: GPT, steps: int) -> float:
-    """The fastest of `steps` cached one-token decoding steps (the minimum is the least disturbed by other work)."""
+    """The fastest of `steps` cached one-token decoding steps (the minimum is the least disturbed by
+    other work)."""
     param = next(model.parameters())
     cache = KVCache.empty(model.cfg, 1, param.device, param.dtype, steps + 1)
     token = torch.zeros(1, 1, dtype=torch.long, device=param.device)
-    model(token, cache=cache)  # first touch: allocations and lazy initialisation are not the layout's cost
-    # an accelerator runs its kernels asynchronously: wait for them, or the clock would time only their launch
+    # first touch: allocations and lazy initialisation are not the layout's cost
+    model(token, cache=cache)
+    # an accelerator runs its kernels asynchronously: wait for them, or the clock would time only
+    # their launch
     sync = torch.accelerator.synchronize if param.device.type != "cpu" else lambda: None
     best = float("inf")
     for _ in range(steps):
@@ -75,9 +87,10 @@ def _seconds_per_token(model: GPT, steps: int) -> float:
 
 def tune_weight_layout(model: GPT, steps: int = 4, rounds: int = 2,
                        timer: Callable[[GPT, int], float] | None = None) -> dict[str, float]:
-    """Time cached decoding steps in each layout, keep the model in the faster one, and return the milliseconds per
-    token of each. Rounds alternate the layouts, so that a burst of other work on the machine hits both.
-    `timer(model, steps)` gives seconds per token (default: the fastest of `steps` real decoding steps)."""
+    """Time cached decoding steps in each layout, keep the model in the faster one, and return the
+    milliseconds per token of each. Rounds alternate the layouts, so that a burst of other work on
+    the machine hits both. `timer(model, steps)` gives seconds per token (default: the fastest of
+    `steps` real decoding steps)."""
     timer = timer or _seconds_per_token
     was_training = model.training
     model.eval()

@@ -1,14 +1,21 @@
 """Run by tests/test_distributed.py under torchrun (one copy per process):
 
-    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py resume {ddp,zero1,fsdp,deepspeed:zero3} OUT
-    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py fail ddp OUT
-    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py zero ddp OUT
-    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py shards deepspeed:zero1 OUT
+    torchrun --standalone --nproc-per-node 2 tests/distributed_worker.py MODE STRATEGY OUT
 
-resume: an uninterrupted 6-step run (its state to OUT/whole.pt), then 3 steps, a stop, and a resume to 6 from a
-        differently seeded model (its checkpoint in OUT/run). fail: rank 1 raises at step 2. zero: 3 AdamW steps under DDP
-with our ShardedOptimizer, torch's ZeroRedundancyOptimizer and plain AdamW; OUT/zero.json compares them.
-shards: one step under DeepSpeed ZeRO stages 1, 2 and 3; OUT/shards.json holds what each process keeps.
+where MODE STRATEGY is one of
+
+    resume {ddp,zero1,fsdp,deepspeed:zero3}
+    fail ddp
+    zero ddp
+    shards deepspeed:zero1
+
+resume: an uninterrupted 6-step run (its state to OUT/whole.pt), then 3 steps, a stop, and a
+        resume to 6 from a differently seeded model (its checkpoint in OUT/run).
+fail: rank 1 raises at step 2.
+zero: 3 AdamW steps under DDP with our ShardedOptimizer, torch's ZeroRedundancyOptimizer and plain
+      AdamW; OUT/zero.json compares them.
+shards: one step under DeepSpeed ZeRO stages 1, 2 and 3; OUT/shards.json holds what each process
+        keeps.
 """
 import json
 import sys
@@ -35,8 +42,8 @@ def model(seed: int) -> GPT:
 
 
 def trainer(seed: int, distributed=info, **kwargs) -> Trainer:
-    return Trainer(model(seed), tokens, tokens, cfg, progress=False, device=device, distributed=distributed,
-                   **kwargs)
+    return Trainer(model(seed), tokens, tokens, cfg, progress=False, device=device,
+                   distributed=distributed, **kwargs)
 
 
 try:
@@ -81,30 +88,36 @@ try:
 
         options = dict(lr=1e-2, betas=(0.9, 0.95))
         ours, sharded = run(lambda groups: ShardedOptimizer(groups, torch.optim.AdamW, **options))
-        theirs, _ = run(lambda groups: ZeroRedundancyOptimizer(groups, torch.optim.AdamW, **options))
+        theirs, _ = run(lambda groups: ZeroRedundancyOptimizer(groups, torch.optim.AdamW,
+                                                               **options))
         plain, _ = run(lambda groups: torch.optim.AdamW(groups, **options))
         state_here = len(sharded.inner.state)
         counts = [None] * info.world_size
         torch.distributed.all_gather_object(counts, state_here)
-        held = sum(t.nbytes for state in sharded.inner.state.values() for k, t in state.items() if k != "step")
+        held = sum(t.nbytes for state in sharded.inner.state.values()
+                   for k, t in state.items() if k != "step")
         bytes_held = [None] * info.world_size
         torch.distributed.all_gather_object(bytes_held, held)
         consolidated = sharded.consolidated_state_dict()
         if info.is_main:
             def same(a, b):
-                return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+                weights = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+                return all(torch.equal(p, q) for p, q in weights)
 
             reference = torch.optim.AdamW(param_groups(plain, 0.1), **options)
-            json.dump({"sharded_equals_plain": same(ours, plain), "sharded_equals_torch": same(ours, theirs),
+            consolidated_groups = consolidated["param_groups"]
+            reference_groups = reference.state_dict()["param_groups"]
+            summary = {"sharded_equals_plain": same(ours, plain),
+                       "sharded_equals_torch": same(ours, theirs),
                        "torch_equals_plain": same(theirs, plain),
                        "states_per_rank": counts, "parameters": len(list(ours.parameters())),
                        "bytes_per_rank": bytes_held,
                        "consolidated_keys": sorted(consolidated["state"]),
-                       "consolidated_groups": [len(g["params"]) for g in consolidated["param_groups"]],
-                       "reference_groups": [len(g["params"]) for g in reference.state_dict()["param_groups"]],
-                       "consolidated_settings": sorted(consolidated["param_groups"][0]),
-                       "reference_settings": sorted(reference.state_dict()["param_groups"][0])},
-                      open(out / "zero.json", "w"))
+                       "consolidated_groups": [len(g["params"]) for g in consolidated_groups],
+                       "reference_groups": [len(g["params"]) for g in reference_groups],
+                       "consolidated_settings": sorted(consolidated_groups[0]),
+                       "reference_settings": sorted(reference_groups[0])}
+            json.dump(summary, open(out / "zero.json", "w"))
     elif mode == "shards":
         from dataclasses import replace
 
@@ -113,12 +126,15 @@ try:
             run = trainer(0, distributed=replace(info, deepspeed_config=f"zero{stage}"))
             run.train_step()
             net = run.engine.module
-            # stage 3 leaves each parameter's shard in ds_tensor and an empty placeholder in the module
-            weights = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel() for p in net.parameters())
+            # stage 3 leaves each parameter's shard in ds_tensor and an empty placeholder in the
+            # module
+            weights = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel()
+                          for p in net.parameters())
             moments = sum(t.numel() for state in run.engine.optimizer.optimizer.state.values()
                           for k, t in state.items() if k in ("exp_avg", "exp_avg_sq"))
             every = [None] * info.world_size
-            torch.distributed.all_gather_object(every, {"weights": 4 * weights, "optimizer": 4 * moments})
+            mine = {"weights": 4 * weights, "optimizer": 4 * moments}
+            torch.distributed.all_gather_object(every, mine)
             held[f"zero{stage}"] = every
         if info.is_main:
             json.dump(held, open(out / "shards.json", "w"))

@@ -1,5 +1,6 @@
-"""Masks and attention as a batch of real, padded sequences needs them: padding joins causality, padded batches give
-the logits of the sequences run one by one, fully hidden rows stay finite, and chunked prefill equals one pass."""
+"""Masks and attention as a batch of real, padded sequences needs them: padding joins causality,
+padded batches give the logits of the sequences run one by one, fully hidden rows stay finite, and
+chunked prefill equals one pass."""
 import math
 
 import pytest
@@ -7,7 +8,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from llmcourse.attention import (
-    KVCache, attention_weights, causal_mask, naive_attention, padded_positions, padding_mask, sliding_window_mask,
+    KVCache,
+    attention_weights,
+    causal_mask,
+    naive_attention,
+    padded_positions,
+    padding_mask,
+    sliding_window_mask,
 )
 from llmcourse.config import get_preset
 from llmcourse.model import GPT
@@ -22,7 +29,8 @@ def tiny(**overrides):
 
 
 def reference_attention(q, k, v, mask):
-    """Attention written out in float64, one query at a time, over exactly the keys the mask lets it see."""
+    """Attention written out in float64, one query at a time, over exactly the keys the mask lets it
+    see."""
     B, H, T, D = q.shape
     out = torch.zeros(B, H, T, D, dtype=torch.float64)
     for b in range(B):
@@ -55,7 +63,8 @@ def test_padding_masks_hide_exactly_the_pads():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_padding_mask_does_not_open_the_future(variant):
-    """A caller's mask joins the causal mask: a later token must not change an earlier position's logits."""
+    """A caller's mask joins the causal mask: a later token must not change an earlier position's
+    logits."""
     model = tiny(**VARIANTS[variant])
     a = torch.randint(0, 4096, (1, 8))
     b = a.clone()
@@ -82,8 +91,10 @@ def test_padded_batch_equals_sequences_one_by_one(variant, side, fused):
             batch[i, :len(s)] = s
         else:
             batch[i, T - len(s):] = s
-    logits = model(batch, mask=padding_mask(lengths, T, side), positions=padded_positions(lengths, T, side))
-    assert torch.isfinite(logits).all()  # left padding hides every key from the pad queries: still no NaN
+    mask = padding_mask(lengths, T, side)
+    logits = model(batch, mask=mask, positions=padded_positions(lengths, T, side))
+    # left padding hides every key from the pad queries: still no NaN
+    assert torch.isfinite(logits).all()
     for i, s in enumerate(sequences):
         alone = model(s[None])[0]
         real = logits[i, :len(s)] if side == "right" else logits[i, T - len(s):]
@@ -127,8 +138,8 @@ def test_recorded_attention_is_one_float32_softmax():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_chunked_prefill_equals_one_pass(variant):
-    """Feeding a prompt in chunks through the KV cache (queries that are the last T of S keys) must give the
-    logits of one full pass."""
+    """Feeding a prompt in chunks through the KV cache (queries that are the last T of S keys) must
+    give the logits of one full pass."""
     model = tiny(**VARIANTS[variant])
     ids = torch.randint(0, 4096, (2, 20))
     cache = KVCache.empty(model.cfg, 2, ids.device, torch.float32, 20)

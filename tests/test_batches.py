@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse.batches import (TokenShards, WindowDataset, load_shards, random_batch, token_dtype,
-                               window_loader, write_shards)
+from llmcourse.batches import (
+    TokenShards,
+    WindowDataset,
+    load_shards,
+    random_batch,
+    token_dtype,
+    window_loader,
+    write_shards,
+)
 from llmcourse.embeddings import TokenAndPositionEmbedding
 
 
@@ -20,7 +27,9 @@ def test_token_dtype_fits_the_vocabulary():
 
 def test_shards_round_trip_through_memmap(tmp_path):
     docs = ["abc", "de", "fghij" * 10]
-    encode = lambda text: [ord(c) - 97 for c in text]
+    def encode(text: str) -> list[int]:
+        return [ord(c) - 97 for c in text]
+
     shards = write_shards(docs, encode, vocab_size=27, out_dir=tmp_path, separator=26,
                           shard_tokens=16)
     assert len(shards) > 1
@@ -65,7 +74,7 @@ def test_windows_that_straddle_shards_are_the_ids_in_order(small_shards):
 def test_random_batches_and_loader_read_contiguous_windows_from_shards(small_shards):
     tokens, reference = small_shards
     x, y = random_batch(tokens, 32, 12, torch.Generator().manual_seed(0))
-    for row_x, row_y in zip(x.tolist(), y.tolist()):
+    for row_x, row_y in zip(x.tolist(), y.tolist(), strict=True):
         start = reference.index(row_x[0])  # ids are distinct: the first one says where a row starts
         assert row_x == reference[start:start + 12] and row_y == reference[start + 1:start + 13]
     rows = [row for xb, _ in window_loader(tokens, 9, batch_size=2) for row in xb.tolist()]

@@ -1,20 +1,22 @@
-"""`llmcourse train` and `llmcourse generate` as a user runs them: a real subprocess, a run folder, a resume."""
+"""`llmcourse train` and `llmcourse generate` as a user runs them: a real subprocess, a run folder,
+a resume."""
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from llmcourse.training import load_checkpoint
 
-TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300", "--precision", "fp32"]
+TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300",
+         "--precision", "fp32"]
 
 
 def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "TQDM_DISABLE": "1"})
+    return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "TQDM_DISABLE": "1"})
 
 
 def test_train_resume_and_generate(tmp_path):
@@ -22,14 +24,15 @@ def test_train_resume_and_generate(tmp_path):
     first = cli(*TRAIN, "--steps", "6", "--out", str(run))
     assert first.returncode == 0, first.stderr
     assert "validation loss" in first.stdout and "bits/byte" in first.stdout
-    assert {p.name for p in run.iterdir()} >= {"checkpoint.pt", "metrics.jsonl", "run.json", "tokenizer.json",
-                                                "curves.html", "curves.png"}
+    assert {p.name for p in run.iterdir()} >= {"checkpoint.pt", "metrics.jsonl", "run.json",
+                                                "tokenizer.json", "curves.html", "curves.png"}
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines if m["kind"] == "train"] == list(range(1, 7))
 
     again = cli(*TRAIN, "--steps", "6", "--out", str(run))
-    assert again.returncode != 0 and "--resume" in again.stderr  # never overwrites a run by accident
+    # never overwrites a run by accident
+    assert again.returncode != 0 and "--resume" in again.stderr
 
     # a longer budget cannot be given on resume: the schedule was fixed by the first run's max_steps
     resumed = cli("train", "--out", str(run), "--resume")
@@ -42,14 +45,16 @@ def test_train_resume_and_generate(tmp_path):
 
 
 def test_minutes_budget_measures_steps_first(tmp_path):
-    result = cli(*TRAIN, "--minutes", "0.05", "--out", str(tmp_path / "run"))  # 3 seconds of training
+    # 3 seconds of training
+    result = cli(*TRAIN, "--minutes", "0.05", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     steps = json.loads((tmp_path / "run" / "run.json").read_text())["train_config"]["max_steps"]
     assert 1 <= steps < 10_000
 
 
 def test_tokens_budget_sets_the_steps(tmp_path):
-    result = cli(*TRAIN, "--tokens", "384", "--out", str(tmp_path / "run"))  # 3 steps of 4 x 32 tokens
+    # 3 steps of 4 x 32 tokens
+    result = cli(*TRAIN, "--tokens", "384", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text())["train_config"]["max_steps"] == 3
 
@@ -62,10 +67,13 @@ def test_tokens_budget_sets_the_steps(tmp_path):
 ])
 def test_bad_arguments_get_one_line(args, message):
     result = cli(*args)
-    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_help_lists_every_option():
     text = cli("train", "--help").stdout
-    for option in ("--preset", "--model", "--corpus", "--steps", "--tokens", "--minutes", "--out", "--resume"):
+    options = ("--preset", "--model", "--corpus", "--steps", "--tokens", "--minutes", "--out",
+               "--resume")
+    for option in options:
         assert option in text

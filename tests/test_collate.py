@@ -25,7 +25,8 @@ def examples():
 
 
 def one_at_a_time(model, examples) -> torch.Tensor:
-    """The token-weighted mean of the response losses, each example alone and unpadded: the reference."""
+    """The token-weighted mean of the response losses, each example alone and unpadded: the
+    reference."""
     total, count = torch.zeros((), dtype=torch.float64), 0
     for e in examples:
         logits = model(torch.tensor([e.inputs]))
@@ -51,7 +52,8 @@ def test_a_padded_batch_has_the_unpadded_loss(model, examples):
     _, unmasked = model(batch.ids, batch.targets)
     assert unmasked.item() == pytest.approx(loss.item(), rel=1e-6)
     # whatever the pad id is
-    assert model(pad_batch(examples, pad_id=57).ids, batch.targets)[1].item() == pytest.approx(loss.item(), rel=1e-6)
+    _, other_pad = model(pad_batch(examples, pad_id=57).ids, batch.targets)
+    assert other_pad.item() == pytest.approx(loss.item(), rel=1e-6)
 
 
 def test_a_packed_batch_has_the_unpadded_loss(model, examples):
@@ -65,10 +67,12 @@ def test_a_packed_batch_has_the_unpadded_loss(model, examples):
 
 
 def test_too_long_is_refused_or_cut_by_the_rule():
-    with pytest.raises(ValueError, match="example 7: 10 prompt \\+ 4 response tokens do not fit a context of 8"):
+    refusal = "example 7: 10 prompt \\+ 4 response tokens do not fit a context of 8"
+    with pytest.raises(ValueError, match=refusal):
         encode_example(list(range(10)), [1, 2, 3, 4], 8, index=7)
     cut = encode_example(list(range(10)), [1, 2, 3, 4], 8, too_long="truncate_prompt")
-    assert cut.truncated == 5 and cut.inputs == [5, 6, 7, 8, 9, 1, 2, 3] and cut.targets[-4:] == [1, 2, 3, 4]
+    assert cut.truncated == 5 and cut.inputs == [5, 6, 7, 8, 9, 1, 2, 3]
+    assert cut.targets[-4:] == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="the response alone"):
         encode_example([1], list(range(12)), 8, too_long="truncate_prompt")
     with pytest.raises(ValueError, match="the response is empty"):

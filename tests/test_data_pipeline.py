@@ -8,10 +8,23 @@ import pytest
 
 from llmcourse.cleaning import normalize_text, split_documents
 from llmcourse.corpus import Document, load_corpus
-from llmcourse.dedup import (PRIME, datasketch_candidates, datasketch_minhashes,
-                             estimated_jaccard, exact_duplicate_groups, folio_pairs, jaccard,
-                             lsh_candidates, min_hashes, minhash_signature, permutations,
-                             precision_recall, shingle_hash, shingles, verify_candidates)
+from llmcourse.dedup import (
+    PRIME,
+    datasketch_candidates,
+    datasketch_minhashes,
+    estimated_jaccard,
+    exact_duplicate_groups,
+    folio_pairs,
+    jaccard,
+    lsh_candidates,
+    min_hashes,
+    minhash_signature,
+    permutations,
+    precision_recall,
+    shingle_hash,
+    shingles,
+    verify_candidates,
+)
 from llmcourse.quality import JUNK_KINDS, QualityClassifier, failed_rules, synthetic_low_quality
 
 
@@ -109,13 +122,13 @@ def test_minhash_permutations_are_exact_modular_arithmetic():
     hashes = [PRIME - 1, PRIME - 2, 0] + [rng.randrange(PRIME) for _ in range(5000)]
     a = [PRIME - 1] + [rng.randrange(1, PRIME) for _ in range(63)]
     b = [PRIME - 1] + [rng.randrange(PRIME) for _ in range(63)]
-    expected = [min((ai * h + bi) % PRIME for h in hashes) for ai, bi in zip(a, b)]
+    expected = [min((ai * h + bi) % PRIME for h in hashes) for ai, bi in zip(a, b, strict=True)]
     assert min_hashes(hashes, a, b).tolist() == expected
     # and a signature is exactly that, over the shingles' hashes, with the documented coefficients
     words = shingles("the quick brown fox jumps over the lazy dog again and again")
     a2, b2 = permutations(16, seed=3)
     expected = [min((int(ai) * shingle_hash(s) + int(bi)) % PRIME for s in words)
-                for ai, bi in zip(a2, b2)]
+                for ai, bi in zip(a2, b2, strict=True)]
     assert minhash_signature(words, 16, seed=3).tolist() == expected
 
 

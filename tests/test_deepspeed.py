@@ -98,8 +98,8 @@ def test_more_processes_than_rows_is_refused():
 
 
 def python(*args: str, hidden: Path | None = None) -> subprocess.CompletedProcess:
-    """`python ARGS` in a fresh process; hidden: a folder in which to fake a missing DeepSpeed, as if
-    the extra were not installed."""
+    """`python ARGS` in a fresh process; hidden: a folder in which to fake a missing DeepSpeed, as
+    if the extra were not installed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     if hidden is not None:
         fake = hidden / "deepspeed"
@@ -123,7 +123,8 @@ def test_without_the_extra_the_error_names_it(tmp_path):
             "try:\n    import_deepspeed(torch.device('cpu'))\n"
             "except ImportError as err:\n    print(err)\n")
     done = python("-c", code, hidden=tmp_path)
-    assert done.stdout.strip() == f"--strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}"
+    expected = f"--strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}"
+    assert done.stdout.strip() == expected
 
 
 TRAIN = "-m llmcourse train --preset smoke --corpus tiny --vocab-size 300".split()
@@ -140,6 +141,7 @@ def test_a_launch_without_the_extra_ends_with_one_line_naming_it(tmp_path):
     torchrun = "-m torch.distributed.run --standalone --nproc-per-node=2".split()
     done = python(*torchrun, *TRAIN, *DEEPSPEED, "--out", str(tmp_path / "run"), hidden=tmp_path)
     assert done.returncode != 0
-    assert f"error: --strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}" in done.stderr
+    missing = f"error: --strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}"
+    assert missing in done.stderr
     assert "preparing" not in done.stderr  # refused before any work
     assert "[rank0]: Traceback" not in done.stderr and "[rank1]: Traceback" not in done.stderr

@@ -1,13 +1,13 @@
-"""Data parallelism on a real engine: `llmcourse train` under torchrun with 2 processes (gloo on the CPU), against the
-same command in one process with the same global batch.
+"""Data parallelism on a real engine: `llmcourse train` under torchrun with 2 processes (gloo on the
+CPU), against the same command in one process with the same global batch.
 
-In fp32 the two are the same computation, cut differently: each process multiplies half the batch, and the
-all-reduce adds the halves' gradients in another order than one process's matrix product does. So they agree to
-float32 rounding, not bit for bit, and the tolerances are stated from that:
+In fp32 the two are the same computation, cut differently: each process multiplies half the batch,
+and the all-reduce adds the halves' gradients in another order than one process's matrix product
+does. So they agree to float32 rounding, not bit for bit, and the tolerances are stated from that:
 - losses within 1e-5 relative over 6 steps;
-- weights within 1e-4 absolute after 6 AdamW steps at lr 3e-3 (measured: about 1.3e-5). AdamW divides each update by
-  the root of the gradient's second moment, so where a gradient is near zero a rounding difference moves the update
-  by a visible fraction of the learning rate.
+- weights within 1e-4 absolute after 6 AdamW steps at lr 3e-3 (measured: about 1.3e-5). AdamW
+  divides each update by the root of the gradient's second moment, so where a gradient is near
+  zero a rounding difference moves the update by a visible fraction of the learning rate.
 Runs of the same strategy, interrupted and resumed or not, are bit-identical.
 """
 import json
@@ -24,22 +24,23 @@ from llmcourse.sizing import sharded_memory
 from llmcourse.training.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
-TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300", "--precision", "fp32",
-         "--steps", "6"]
-# one thread per process: two processes share the 2 cores, and both sides then sum in the same thread layout
+TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300",
+         "--precision", "fp32", "--steps", "6"]
+# one thread per process: two processes share the 2 cores, and both sides then sum in the same
+# thread layout
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
 
 
 def torchrun(*args: str, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc-per-node={nproc}", *args], capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
 def single(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True, text=True, timeout=240,
-                          env=ENV)
+    return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True,
+                          text=True, timeout=240, env=ENV)
 
 
 def losses(run: Path) -> list[float]:
@@ -70,30 +71,38 @@ def strategy_arguments(strategy: str) -> list[str]:
                                              ("deepspeed:zero3", 2)])
 def test_two_processes_train_the_single_process_model(strategy, accum, reference, tmp_path):
     out = tmp_path / "run"
-    done = torchrun("-m", "llmcourse", *TRAIN, "--grad-accum", str(accum), *strategy_arguments(strategy), "--out",
-                    str(out))
+    done = torchrun("-m", "llmcourse", *TRAIN, "--grad-accum", str(accum),
+                    *strategy_arguments(strategy), "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 processes" in done.stderr and done.stderr.count("training ") == 1  # rank 0 alone prints
+    # rank 0 alone prints
+    assert "2 processes" in done.stderr and done.stderr.count("training ") == 1
     ours, theirs = losses(out), losses(reference[accum])
-    train = [m for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if m["kind"] == "train"]
-    assert all(m["loss"] == pytest.approx(sum(m["rank_losses"]) / 2, rel=1e-6) for m in train)  # each rank's half
+    metrics = map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+    train = [m for m in metrics if m["kind"] == "train"]
+    # each rank's half
+    assert all(m["loss"] == pytest.approx(sum(m["rank_losses"]) / 2, rel=1e-6) for m in train)
     assert len(ours) == 6 and ours == pytest.approx(theirs, rel=LOSS_RTOL)
-    got, want = load_checkpoint(out / "checkpoint.pt"), load_checkpoint(reference[accum] / "checkpoint.pt")
+    got = load_checkpoint(out / "checkpoint.pt")
+    want = load_checkpoint(reference[accum] / "checkpoint.pt")
     assert got["model"].keys() == want["model"].keys()
     worst = max((got["model"][k] - want["model"][k]).abs().max().item() for k in want["model"])
     assert worst < WEIGHT_ATOL, worst
-    if strategy.startswith("deepspeed"):  # AdamW's state is in DeepSpeed's shards, which only it reads
+    # AdamW's state is in DeepSpeed's shards, which only it reads
+    if strategy.startswith("deepspeed"):
         stage = int(strategy[-1])
         assert got["deepspeed"] == {"tag": "step-6", "world_size": 2, "stage": stage}
         assert [p.name for p in (out / "deepspeed").iterdir() if p.is_dir()] == ["step-6"]
         refused = single("train", "--out", str(out), "--resume")
         assert refused.returncode == 2
-        assert "resume it with torchrun --nproc-per-node 2 and --strategy deepspeed" in refused.stderr
+        hint = "resume it with torchrun --nproc-per-node 2 and --strategy deepspeed"
+        assert hint in refused.stderr
         return
-    moments = got["optimizer"]["state"], want["optimizer"]["state"]  # AdamW's state: the single-process layout
+    # AdamW's state: the single-process layout
+    moments = got["optimizer"]["state"], want["optimizer"]["state"]
     assert moments[0].keys() == moments[1].keys()
     for i in moments[1]:
-        torch.testing.assert_close(moments[0][i]["exp_avg"], moments[1][i]["exp_avg"], rtol=1e-3, atol=1e-7)
+        torch.testing.assert_close(moments[0][i]["exp_avg"], moments[1][i]["exp_avg"],
+                                   rtol=1e-3, atol=1e-7)
     # the run resumes in one process: its checkpoint is the single-process format
     resumed = single("train", "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -105,25 +114,34 @@ def test_a_resumed_distributed_run_is_bit_identical(strategy, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     whole = torch.load(tmp_path / "whole.pt", weights_only=True)
     resumed = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    strip = lambda h: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in h]  # noqa: E731 (timings)
+
+    def strip(h):  # the timings differ between any two runs
+        return [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in h]
+
     assert resumed["step"] == 6 and strip(resumed["history"]) == strip(whole["history"])
     assert all(torch.equal(resumed["model"][k], whole["model"][k]) for k in whole["model"])
-    if strategy.startswith("deepspeed"):  # step 3's shards went once step 6's checkpoint named its own
-        assert [p.name for p in (tmp_path / "run" / "deepspeed").iterdir() if p.is_dir()] == ["step-6"]
+    # step 3's shards went once step 6's checkpoint named its own
+    if strategy.startswith("deepspeed"):
+        tags = [p.name for p in (tmp_path / "run" / "deepspeed").iterdir() if p.is_dir()]
+        assert tags == ["step-6"]
 
 
 def test_sharded_optimizer_equals_adamw_and_torchs_zero(tmp_path):
-    """ZeRO-1 written out: the same weights as plain AdamW and as torch's ZeroRedundancyOptimizer, with each
-    process holding the state of only its share of the parameters, and a consolidated state dict in AdamW's layout."""
+    """ZeRO-1 written out: the same weights as plain AdamW and as torch's ZeroRedundancyOptimizer,
+    with each process holding the state of only its share of the parameters, and a consolidated
+    state dict in AdamW's layout."""
     done = torchrun(str(HERE / "distributed_worker.py"), "zero", "ddp", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "zero.json").read_text())
-    assert result["sharded_equals_plain"] and result["sharded_equals_torch"] and result["torch_equals_plain"]
-    assert sum(result["states_per_rank"]) == result["parameters"] and 0 < min(result["states_per_rank"])
+    assert result["sharded_equals_plain"] and result["sharded_equals_torch"]
+    assert result["torch_equals_plain"]
+    assert sum(result["states_per_rank"]) == result["parameters"]
+    assert 0 < min(result["states_per_rank"])
     assert result["consolidated_keys"] == list(range(result["parameters"]))
     assert result["consolidated_groups"] == result["reference_groups"]
     assert result["consolidated_settings"] == result["reference_settings"]
-    # the memory arithmetic of the scaling chapter: each of 2 processes holds about half of AdamW's 8 bytes/parameter
+    # the memory arithmetic of the scaling chapter: each of 2 processes holds about half of AdamW's
+    # 8 bytes/parameter
     cfg = get_preset("tiny", n_layer=2, vocab_size=256, context_length=32)
     expected = sharded_memory(cfg, 2, "zero1", 1).optimizer
     assert sum(result["bytes_per_rank"]) == 2 * expected
@@ -131,9 +149,9 @@ def test_sharded_optimizer_equals_adamw_and_torchs_zero(tmp_path):
 
 
 def test_deepspeed_shards_what_the_calculator_says(tmp_path):
-    """Each process's share under DeepSpeed's ZeRO stages, against the scaling chapter's arithmetic: stages 1 and 2
-    split AdamW's moments over the 2 processes, stage 3 the weights as well (the shards are padded to equal
-    lengths, hence the 1 % slack)."""
+    """Each process's share under DeepSpeed's ZeRO stages, against the scaling chapter's arithmetic:
+    stages 1 and 2 split AdamW's moments over the 2 processes, stage 3 the weights as well (the
+    shards are padded to equal lengths, hence the 1 % slack)."""
     pytest.importorskip("deepspeed")
     done = torchrun(str(HERE / "distributed_worker.py"), "shards", "deepspeed:zero1", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""The worked examples in the package's docstrings are run, so that they cannot drift from the code."""
+"""The worked examples in the package's docstrings are run, so that they cannot drift from the
+code."""
 import doctest
 import importlib.util
 import pkgutil
@@ -17,5 +18,6 @@ def test_the_examples_are_found():
 
 @pytest.mark.parametrize("module", MODULES)
 def test_docstring_examples(module):
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(importlib.import_module(module), optionflags=flags)
     assert result.attempted > 0 and result.failed == 0

@@ -11,12 +11,19 @@ import torch
 from llmcourse.dpo.loss import dpo_loss, sequence_logprobs
 from llmcourse.dpo.pairs import make_pairs
 from llmcourse.dpo.preferences import PreferenceError, as_record, load_preferences, preferences
-from llmcourse.dpo.training import (DPOObjective, PreferenceBatches, encode_pairs, pair_batch,
-                                    ranking_accuracy, reference_logprobs)
+from llmcourse.dpo.training import (
+    DPOObjective,
+    PreferenceBatches,
+    encode_pairs,
+    pair_batch,
+    ranking_accuracy,
+    reference_logprobs,
+)
 from llmcourse.training import Trainer, get_train_preset
 from tests.test_sft import CONVERSATIONS, setup
 
-RECORDS = [{"prompt": "Reverse the words.\n\nking queen", "chosen": "queen king", "rejected": "king queen"},
+RECORDS = [{"prompt": "Reverse the words.\n\nking queen", "chosen": "queen king",
+            "rejected": "king queen"},
            {"prompt": [{"role": "user", "content": "Say the word twice.\n\nhall"}],
             "chosen": [{"role": "assistant", "content": "hall hall"}],
             "rejected": [{"role": "assistant", "content": "hall"}]}]
@@ -27,8 +34,10 @@ def test_preference_records_are_checked_and_named():
     assert [p.chosen for p in pairs] == ["queen king", "hall hall"]
     assert preferences([as_record(p) for p in pairs]) == pairs  # the record form round-trips
     bad = [({"prompt": "Add.", "chosen": "5"}, "record 1: missing rejected"),
-           ({"prompt": "Add.", "chosen": "5", "rejected": 6}, "record 1: 'rejected' must be text"),
-           ({"prompt": "Add.", "chosen": " 5", "rejected": "5 "}, "record 1: the chosen and rejected"),
+           ({"prompt": "Add.", "chosen": "5", "rejected": 6},
+            "record 1: 'rejected' must be text"),
+           ({"prompt": "Add.", "chosen": " 5", "rejected": "5 "},
+            "record 1: the chosen and rejected"),
            ({"prompt": "", "chosen": "5", "rejected": "6"}, "record 1: 'prompt' is empty"),
            ({"prompt": [{"role": "assistant", "content": "hi"}], "chosen": "5", "rejected": "6"},
             "record 1: the prompt must end with the user's turn"),
@@ -62,7 +71,8 @@ def test_summed_and_averaged_log_probabilities():
     batch = pair_batch(pairs, pad_id=0)
     with torch.no_grad():
         summed = sequence_logprobs(model, batch.ids, batch.targets, batch.mask, batch.positions)
-        mean = sequence_logprobs(model, batch.ids, batch.targets, batch.mask, batch.positions, average=True)
+        mean = sequence_logprobs(model, batch.ids, batch.targets, batch.mask, batch.positions,
+                                 average=True)
         # one row alone, unpadded, by hand: the log-softmax at each answer token, summed
         chosen = pairs[0][0]
         logits = model(torch.tensor([chosen.inputs]))[0].log_softmax(-1)
@@ -95,7 +105,8 @@ def test_dpo_trains_through_the_trainer_logs_its_statistics_and_resumes(tmp_path
     trainer = Trainer(DPOObjective(copy.deepcopy(sft), beta=0.5), data, data, cfg, progress=False)
     history = trainer.fit()
     steps = [m for m in history if m["kind"] == "train"]
-    assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # the policy starts as the reference
+    # the policy starts as the reference
+    assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert steps[0]["accuracy"] == 0 and steps[-1]["accuracy"] == 1
     assert steps[-1]["margin"] > 0 and steps[-1]["loss"] < 0.5
     assert {"reward_chosen", "reward_rejected", "logp_chosen", "logp_rejected"} <= set(steps[-1])
@@ -112,7 +123,8 @@ def test_dpo_trains_through_the_trainer_logs_its_statistics_and_resumes(tmp_path
     resumed = Trainer(DPOObjective(copy.deepcopy(sft), beta=0.5), data, data, cfg, out_dir=tmp_path,
                       resume=True, progress=False)
     resumed.fit()
-    assert all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(), trainer.model.parameters()))
+    pairs_of_weights = zip(resumed.model.parameters(), trainer.model.parameters(), strict=True)
+    assert all(torch.equal(p, q) for p, q in pairs_of_weights)
 
 
 def test_pairs_reject_the_models_own_mistakes():
@@ -126,7 +138,7 @@ def test_pairs_reject_the_models_own_mistakes():
     made = make_pairs(sft, tokenizer, asked * 2, samples=4, temperature=1.5, seed=0)
     assert made.on_policy + made.corrupted == 8
     assert made.on_policy > 0  # at a high temperature the tiny model errs
-    for pair, conversation in zip(made.pairs, asked * 2):
+    for pair, conversation in zip(made.pairs, asked * 2, strict=True):
         assert pair.chosen == conversation.answer and pair.rejected.strip() != pair.chosen
     more = make_pairs(sft, tokenizer, asked, samples=8, temperature=1.5, seed=0, per_prompt=2)
     per_prompt = [[p.rejected for p in more.pairs if p.prompt == c.prompt_messages] for c in asked]
@@ -177,7 +189,8 @@ def test_the_cached_sft_model_is_checked_when_loaded(tmp_path):
     assert len(recipe.sft_tasks(load_corpus("shakespeare")).train) == recipe.SFT_EXAMPLES
     again = recipe.sft_model()
     assert again.from_cache and again.path == sft.path
-    assert all(torch.equal(p, q) for p, q in zip(again.model.parameters(), sft.model.parameters()))
+    pairs_of_weights = zip(again.model.parameters(), sft.model.parameters(), strict=True)
+    assert all(torch.equal(p, q) for p, q in pairs_of_weights)
     assert again.tokenizer.n_vocab == sft.model.cfg.vocab_size
     # only a finished run of the recipe itself may stand in for it
     model, tokenizer = setup()

@@ -73,7 +73,8 @@ def our_logps(model, rows):
                 for answer in ("chosen_ids", "rejected_ids") for r in rows]
     batch = pad_batch(examples, pad_id=V - 2)
     with torch.no_grad():
-        logps = sequence_logprobs(ours(model), batch.ids, batch.targets, batch.mask, batch.positions)
+        logps = sequence_logprobs(ours(model), batch.ids, batch.targets, batch.mask,
+                                  batch.positions)
     return logps.chunk(2)
 
 
@@ -81,18 +82,20 @@ def test_sequence_log_probabilities_equal_trl(trained_by_trl):
     rows, policy, reference, policy_logps, reference_logps, *_ = trained_by_trl
     assert rows[0]["chosen_ids"][-1] == V - 1  # TRL appends the end token: it is part of the answer
     for model, theirs in ((policy, policy_logps), (reference, reference_logps)):
-        for mine, trls in zip(our_logps(model, rows), theirs):
+        for mine, trls in zip(our_logps(model, rows), theirs, strict=True):
             torch.testing.assert_close(mine, trls, rtol=1e-5, atol=1e-5)
 
 
 def test_loss_rewards_margins_and_accuracy_equal_trl(trained_by_trl):
     rows, policy, reference, _, _, loss, logged = trained_by_trl
-    (chosen, rejected), (ref_chosen, ref_rejected) = our_logps(policy, rows), our_logps(reference, rows)
+    chosen, rejected = our_logps(policy, rows)
+    ref_chosen, ref_rejected = our_logps(reference, rows)
     out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.3)
     assert out.loss.item() == pytest.approx(loss.item(), rel=1e-5)
-    assert out.chosen_rewards.mean().item() == pytest.approx(logged["rewards/chosen"], rel=1e-4, abs=1e-6)
-    assert out.rejected_rewards.mean().item() == pytest.approx(logged["rewards/rejected"], rel=1e-4, abs=1e-6)
-    assert out.margins.mean().item() == pytest.approx(logged["rewards/margins"], rel=1e-4, abs=1e-6)
+    close = {"rel": 1e-4, "abs": 1e-6}
+    assert out.chosen_rewards.mean().item() == pytest.approx(logged["rewards/chosen"], **close)
+    assert out.rejected_rewards.mean().item() == pytest.approx(logged["rewards/rejected"], **close)
+    assert out.margins.mean().item() == pytest.approx(logged["rewards/margins"], **close)
     assert out.accuracy.item() == pytest.approx(logged["rewards/accuracies"])
     assert chosen.mean().item() == pytest.approx(logged["logps/chosen"], rel=1e-5)
     assert rejected.mean().item() == pytest.approx(logged["logps/rejected"], rel=1e-5)

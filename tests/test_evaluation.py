@@ -15,8 +15,14 @@ from llmcourse.bigram import BigramModel
 from llmcourse.evaluation.choice import MultipleChoice, choose, multiple_choice
 from llmcourse.evaluation.contamination import overlap
 from llmcourse.evaluation.generation import generate_until
-from llmcourse.evaluation.likelihood import (bits_per_byte, continuation_logprobs, encode_pair,
-                                             rolling_requests, rolling_windows, text_logprob)
+from llmcourse.evaluation.likelihood import (
+    bits_per_byte,
+    continuation_logprobs,
+    encode_pair,
+    rolling_requests,
+    rolling_windows,
+    text_logprob,
+)
 from llmcourse.evaluation.report import BigramLM, Score, Stage, random_guess, report_card
 from llmcourse.evaluation.stats import ratio_interval, wilson_interval
 from llmcourse.evaluation.suite import Suite, speech_lines, text_pieces, word_order
@@ -51,7 +57,7 @@ def test_continuation_logprobs_equal_transformers(pair):
     requests = [([rng.randrange(300) for _ in range(rng.randint(1, 30))],
                  [rng.randrange(300) for _ in range(rng.randint(1, 6))]) for _ in range(23)]
     got = continuation_logprobs(ours, requests, batch_size=5)
-    for (context, continuation), (value, _) in zip(requests, got):
+    for (context, continuation), (value, _) in zip(requests, got, strict=True):
         assert value == pytest.approx(hf_logprob(hf, context, continuation), abs=1e-4)
     # batching and order change nothing
     alone = continuation_logprobs(ours, requests, batch_size=1)
@@ -169,7 +175,8 @@ TEXTS = ["To be, or not to be, that is the question.", "Whether 'tis nobler in t
 
 
 def small_tokenizer():
-    """A 300-token BPE trained on TEXTS: a bigram table over it is small (GPT-2's would be 20 GB)."""
+    """A 300-token BPE trained on TEXTS: a bigram table over it is small (GPT-2's would be
+    20 GB)."""
     from llmcourse.tokenizer import Tokenizer
     from llmcourse.tokenizer.training import train_bpe
 
@@ -248,12 +255,12 @@ def test_chat_measures_equal_the_fine_tuning_chapters():
     """Exact match through generate_until equals chapter 8's exact_match (its own decoding), and
     preference accuracy equals chapter 9's ranking_accuracy (its own batching), on the course's
     SFT and DPO models."""
+    from llmcourse.corpus import load_corpus
     from llmcourse.dpo.recipe import CONTEXT, dpo_model
     from llmcourse.dpo.training import encode_pairs, ranking_accuracy
     from llmcourse.evaluation.questions import CHAT, exact_match, preference_accuracy
     from llmcourse.finetune import sft
     from llmcourse.finetune.recipe import sft_model, sft_tasks
-    from llmcourse.corpus import load_corpus
 
     tuned = sft_model()
     questions = sft_tasks(load_corpus("shakespeare")).test[::4]

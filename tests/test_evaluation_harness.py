@@ -2,8 +2,9 @@
 
 The reference is lm-eval's own Hugging Face backend (HFLM) running transformers' GPT-2 on the
 course model's weights, saved as a real safetensors checkpoint, with the course tokenizer converted
-to a Hugging Face tokenizer by transformers' own converter. Nothing of ours computes its numbers. Against it: our report card's
-measures computed directly, and our model run through the harness by `CourseLM`.
+to a Hugging Face tokenizer by transformers' own converter. Nothing of ours computes its numbers.
+Against it: our report card's measures computed directly, and our model run through the harness by
+`CourseLM`.
 """
 import math
 import os
@@ -74,7 +75,7 @@ def test_course_lm_answers_every_request_as_hflm(setting):
             if task == "course_questions":  # the generated text itself, greedy to the newline
                 assert mine[sample["doc_id"]] == theirs
                 continue
-            for a, b in zip(mine[sample["doc_id"]], theirs):
+            for a, b in zip(mine[sample["doc_id"]], theirs, strict=True):
                 a, b = a[0], b[0]
                 if task == "course_text":  # a whole piece's log-probability, summed in float32
                     assert a == pytest.approx(b, rel=1e-5)

@@ -1,6 +1,7 @@
 """The grader and the in-notebook checks, against honest, broken and hostile notebooks.
 
-Hostile notebooks are built from the real solutions and exercises, so they follow the course as it changes."""
+Hostile notebooks are built from the real solutions and exercises, so they follow the course as it
+changes."""
 import json
 import subprocess
 import sys
@@ -8,11 +9,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
-
 from conftest import ROOT
+
 from llmcourse.bigram import bigram_counts
-from llmcourse.grading import check, chapter_exercises
+from llmcourse.grading import chapter_exercises, check
 from llmcourse.grading.feedback import run_check
 from llmcourse.grading.generate import generate, strip_solutions
 from llmcourse.grading.grader import grade_notebook
@@ -25,7 +25,8 @@ FAST = dict(cell_timeout=10, exercise_timeout=4)
 
 
 def variant(tmp_path: Path, base: Path, edit) -> Path:
-    """A copy of `base` changed by `edit(cells)`, where cells is a list of sources (code cells only)."""
+    """A copy of `base` changed by `edit(cells)`, where cells is a list of sources (code cells
+    only)."""
     nb = nbformat.read(base, as_version=4)
     cells = [c.source for c in nb.cells if c.cell_type == "code"]
     cells = edit(cells)
@@ -54,12 +55,13 @@ def score(path):
     return grade.score, {r.exercise: r.status for r in grade.results}, grade
 
 
-# --- the two reference points ------------------------------------------------------------------------------------
+# --- the two reference points ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.name)
 def test_solutions_get_full_marks(path):
     grade = grade_notebook(path, **FAST)
-    assert grade.score == grade.max_score > 0 and {r.status for r in grade.results} == {"passed"}
+    assert grade.score == grade.max_score > 0
+    assert {r.status for r in grade.results} == {"passed"}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
@@ -78,11 +80,12 @@ def test_exercises_are_generated_from_solutions_and_up_to_date():
     assert generate(ROOT / "solutions", ROOT / "exercises", check_only=True) == []
 
 
-# --- hostile and broken notebooks --------------------------------------------------------------------------------
+# --- hostile and broken notebooks -----------------------------------------------------------------
 
 def test_infinite_loops_in_a_cell_and_in_a_function(tmp_path):
     def edit(cells):
-        cells = replace_function(cells, "count_bigrams", "def count_bigrams(ids, vocab_size):\n    while True:\n        pass")
+        body = "def count_bigrams(ids, vocab_size):\n    while True:\n        pass"
+        cells = replace_function(cells, "count_bigrams", body)
         return cells[:2] + ["while True:\n    pass"] + cells[2:]
     got, statuses, grade = score(variant(tmp_path, SOLUTIONS, edit))
     assert statuses["1.1"] == "error" and got == FULL - POINTS["1.1"]
@@ -91,7 +94,8 @@ def test_infinite_loops_in_a_cell_and_in_a_function(tmp_path):
 
 def test_a_notebook_that_kills_its_kernel(tmp_path):
     def edit(cells):
-        cells = replace_function(cells, "sequence_nll", "import os\ndef sequence_nll(probs, ids):\n    os._exit(1)")
+        body = "import os\ndef sequence_nll(probs, ids):\n    os._exit(1)"
+        cells = replace_function(cells, "sequence_nll", body)
         return cells + ["import os\nos._exit(3)"]
     got, statuses, grade = score(variant(tmp_path, SOLUTIONS, edit))
     # 1.4 calls the learner's own sequence_nll, so it goes down with it
@@ -102,7 +106,8 @@ def test_a_notebook_that_kills_its_kernel(tmp_path):
 
 def test_raising_cells_sys_exit_and_a_raising_function(tmp_path):
     def edit(cells):
-        cells = replace_function(cells, "bigram_probs", "def bigram_probs(counts, alpha):\n    raise ValueError('no')")
+        body = "def bigram_probs(counts, alpha):\n    raise ValueError('no')"
+        cells = replace_function(cells, "bigram_probs", body)
         return cells[:2] + ["raise RuntimeError('boom')", "import sys\nsys.exit(0)"] + cells[2:]
     got, statuses, _ = score(variant(tmp_path, SOLUTIONS, edit))
     assert statuses["1.2"] == "error" and got == FULL - POINTS["1.2"]
@@ -126,8 +131,10 @@ def test_monkeypatching_torch_comparisons_fakes_nothing(tmp_path):
     patch = ("import torch\n"
              "torch.equal = lambda *a, **k: True\n"
              "torch.allclose = lambda *a, **k: True\n"
-             "torch.isclose = lambda a, b, **k: torch.ones(torch.as_tensor(a).shape, dtype=torch.bool)\n"
-             "def count_bigrams(ids, vocab_size):\n    return torch.zeros(vocab_size, vocab_size, dtype=torch.long)\n"
+             "torch.isclose = lambda a, b, **k: "
+             "torch.ones(torch.as_tensor(a).shape, dtype=torch.bool)\n"
+             "def count_bigrams(ids, vocab_size):\n"
+             "    return torch.zeros(vocab_size, vocab_size, dtype=torch.long)\n"
              "def sequence_nll(probs, ids):\n    return 0.0\n")
     got, statuses, _ = score(variant(tmp_path, EXERCISES, lambda cells: cells + [patch]))
     assert got == 0 and statuses["1.1"] == statuses["1.3"] == "failed"
@@ -136,7 +143,8 @@ def test_monkeypatching_torch_comparisons_fakes_nothing(tmp_path):
 def test_monkeypatching_the_reference_and_the_grader_fakes_nothing(tmp_path):
     patch = ("import torch, llmcourse.bigram, llmcourse.sizing, llmcourse.grading.feedback as fb\n"
              "import llmcourse.grading.exercise as ex\n"
-             "wrong = lambda ids, vocab_size: torch.zeros(vocab_size, vocab_size, dtype=torch.long)\n"
+             "wrong = lambda ids, vocab_size: "
+             "torch.zeros(vocab_size, vocab_size, dtype=torch.long)\n"
              "llmcourse.bigram.bigram_counts = wrong\n"
              "llmcourse.sizing.parameter_count = lambda cfg: 7\n"
              "ex.same_tensor = ex.exact_int = lambda *a, **k: None\n"
@@ -159,15 +167,17 @@ def test_wrong_types_and_unpicklable_tricks_score_zero(tmp_path):
     assert statuses["1.1"] == statuses["1.2"] == "error" and statuses["1.5"] == "not attempted"
 
 
-# --- the command line --------------------------------------------------------------------------------------------
+# --- the command line -----------------------------------------------------------------------------
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True, text=True, cwd=ROOT)
+    command = [sys.executable, "-m", "llmcourse", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 
 
 def test_cli_writes_the_json_report_and_gradescope_results(tmp_path):
     report, gradescope = tmp_path / "report.json", tmp_path / "results.json"
-    result = run_cli("grade", str(SOLUTIONS), "--json", str(report), "--gradescope", str(gradescope))
+    result = run_cli("grade", str(SOLUTIONS), "--json", str(report),
+                     "--gradescope", str(gradescope))
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["score"] == data["max_score"] == FULL
@@ -179,18 +189,22 @@ def test_cli_writes_the_json_report_and_gradescope_results(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.ipynb", "no such file"),
     (lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt", "not a notebook"),
-    (lambda d: (d / "ch01_broken.ipynb").write_text("{not json") and d / "ch01_broken.ipynb", "not a valid"),
-    (lambda d: nbformat.write(nbformat.v4.new_notebook(), d / "ch42_x.ipynb") or d / "ch42_x.ipynb", "no exercises"),
-    (lambda d: nbformat.write(nbformat.v4.new_notebook(), d / "essay.ipynb") or d / "essay.ipynb", "which chapter"),
+    (lambda d: (d / "ch01_broken.ipynb").write_text("{not json") and d / "ch01_broken.ipynb",
+     "not a valid"),
+    (lambda d: nbformat.write(nbformat.v4.new_notebook(), d / "ch42_x.ipynb") or d / "ch42_x.ipynb",
+     "no exercises"),
+    (lambda d: nbformat.write(nbformat.v4.new_notebook(), d / "essay.ipynb") or d / "essay.ipynb",
+     "which chapter"),
 ])
 def test_cli_rejects_what_it_cannot_grade_and_writes_nothing(tmp_path, make, message):
     path, report = make(tmp_path), tmp_path / "out" / "report.json"
     result = run_cli("grade", str(SOLUTIONS), str(path), "--json", str(report))
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
     assert not report.exists()
 
 
-# --- in-notebook feedback ----------------------------------------------------------------------------------------
+# --- in-notebook feedback -------------------------------------------------------------------------
 
 def test_check_passes_the_reference_and_explains_a_wrong_type(capsys):
     check("1.1", bigram_counts)

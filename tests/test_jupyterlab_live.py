@@ -1,9 +1,10 @@
 """The live training curves in a real JupyterLab page, driven by headless Chromium.
 
-The kernel-level test (test_training_curves.py) shows that the kernel sends one display and then updates it. Widget
-and renderer setups break in the front end, so this test runs a real `jupyter lab` server, opens a notebook in
-Chromium, runs it, and reads the plotly figure that JupyterLab drew: it must appear while the model still trains, and
-its curve must grow in the same figure, never in a second one.
+The kernel-level test (test_training_curves.py) shows that the kernel sends one display and then
+updates it. Widget and renderer setups break in the front end, so this test runs a real
+`jupyter lab` server, opens a notebook in Chromium, runs it, and reads the plotly figure that
+JupyterLab drew: it must appear while the model still trains, and its curve must grow in the same
+figure, never in a second one.
 """
 import json
 import os
@@ -31,7 +32,8 @@ tokens = np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
 curves = LiveCurves("lab", every=0.3)
 
 
-def slow_down(metrics):  # a real run takes seconds per step: give the page time to draw while training goes on
+# a real run takes seconds per step: give the page time to draw while training goes on
+def slow_down(metrics):
     time.sleep(0.15)
 
 
@@ -41,11 +43,13 @@ Trainer(model, tokens, tokens, cfg, callbacks=[curves, slow_down], progress=Fals
 curves.close()
 print("training done")
 """
-# every plotly figure in the notebook's outputs: how many, and the length of each one's first trace (train loss)
+# every plotly figure in the notebook's outputs: how many, and the length of each one's first
+# trace (train loss)
 # (JupyterLab's plotly renderer makes the output element itself the plot)
 READ_FIGURES = """() => [...document.querySelectorAll('.jp-OutputArea-output.js-plotly-plot')]
     .map(el => (el.data && el.data.length) ? el.data[0].x.length : 0)"""
-DONE = "() => [...document.querySelectorAll('.jp-OutputArea-output')].some(o => o.innerText.includes('training done'))"
+DONE = ("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+        ".some(o => o.innerText.includes('training done'))")
 
 
 def free_port() -> int:
@@ -56,19 +60,23 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server on localhost without a token, serving a folder with the notebook; yields its URL."""
+    """A JupyterLab server on localhost without a token, serving a folder with the notebook; yields
+    its URL."""
     root = tmp_path_factory.mktemp("lab")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(TRAIN)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = kernelspec
     nbformat.write(notebook, root / "live.ipynb")
     port = free_port()
     log = open(root / "server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate", "--allow-root"],  # CI machines run as root
-        stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime")})
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+               "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+               f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+               "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               "--allow-root"]  # CI machines run as root
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime")}
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -78,7 +86,8 @@ def lab(tmp_path_factory):
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                pytest.fail(f"jupyter lab did not start: {(root / 'server.log').read_text()[-2000:]}")
+                log_tail = (root / "server.log").read_text()[-2000:]
+                pytest.fail(f"jupyter lab did not start: {log_tail}")
             time.sleep(0.5)
     yield url
     server.terminate()
@@ -88,13 +97,14 @@ def lab(tmp_path_factory):
 
 def test_live_curves_draw_and_grow_in_one_figure_while_training(lab, chromium):
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        flags = ["--no-sandbox", "--disable-gpu"]
+        browser = p.chromium.launch(executable_path=chromium, args=flags)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
         page.on("pageerror", lambda err: errors.append(str(err)))
         page.goto(f"{lab}/lab/tree/live.ipynb")
-        page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
-                               timeout=120_000)
+        shown = "() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')"
+        page.wait_for_function(shown, timeout=120_000)
         # the kernel must be ready before the cell is run
         page.wait_for_function("""() => {
             const panel = window.jupyterapp.shell.currentWidget;
@@ -117,7 +127,9 @@ def test_live_curves_draw_and_grow_in_one_figure_while_training(lab, chromium):
         browser.close()
     assert not errors, errors
     assert seen, f"no figure appeared while the model trained; at the end: {final}"
-    assert {count for count, _ in seen} == {1}, f"the curves must redraw one figure, not add figures: {snapshot}"
+    counts = {count for count, _ in seen}
+    assert counts == {1}, f"the curves must redraw one figure, not add figures: {snapshot}"
     growing = sorted({points for _, points in seen})
-    assert len(growing) >= 3 and growing[0] < STEPS, f"the curve did not grow while training: {snapshot}"
+    grew = len(growing) >= 3 and growing[0] < STEPS
+    assert grew, f"the curve did not grow while training: {snapshot}"
     assert final == [STEPS], f"the last frame must hold every step: {final}"

@@ -7,8 +7,16 @@ import torch
 from torch import nn
 
 from llmcourse.config import get_preset
-from llmcourse.finetune.lora import (LoRALinear, adapter_state_dict, apply_lora, load_adapter, lora_layers,
-                                     merge_lora, save_adapter, unmerge_lora)
+from llmcourse.finetune.lora import (
+    LoRALinear,
+    adapter_state_dict,
+    apply_lora,
+    load_adapter,
+    lora_layers,
+    merge_lora,
+    save_adapter,
+    unmerge_lora,
+)
 from llmcourse.model import GPT
 
 peft = pytest.importorskip("peft")
@@ -28,7 +36,8 @@ def randomise(layers: dict[str, LoRALinear]) -> None:
             layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.1)
 
 
-def peft_twin(base: nn.Module, ours: nn.Module, targets: list[str], rank: int, alpha: float) -> nn.Module:
+def peft_twin(base: nn.Module, ours: nn.Module, targets: list[str], rank: int,
+              alpha: float) -> nn.Module:
     """PEFT's LoRA on a copy of the base model, holding our A and B."""
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets)
     theirs = peft.get_peft_model(copy.deepcopy(base), config)
@@ -53,12 +62,14 @@ def test_one_layer_equals_peft():
     torch.testing.assert_close(ours[0].delta_weight(), their_layer.get_delta_weight("default"))
     merge_lora(ours)
     their_layer.merge()
-    torch.testing.assert_close(ours[0].base.weight, their_layer.base_layer.weight, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours[0].base.weight, their_layer.base_layer.weight,
+                               rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", ["gpt2", "llama"])
 def test_the_whole_model_equals_peft(shape):
-    changes = {} if shape == "gpt2" else dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False)
+    llama = dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False)
+    changes = {} if shape == "gpt2" else llama
     base = small_gpt(**changes)
     ours = copy.deepcopy(base)
     targets = ["qkv", "o", "up", "down"] + (["gate"] if shape == "llama" else [])
@@ -74,8 +85,10 @@ def test_the_whole_model_equals_peft(shape):
     merged = theirs.merge_and_unload()
     weights, reference = dict(ours.named_parameters()), dict(merged.named_parameters())
     for name, value in reference.items():  # ours keeps each base layer under .base
-        mine = weights.get(name) if name in weights else weights[name.replace(".weight", ".base.weight")
-                                                                      .replace(".bias", ".base.bias")]
+        if name in weights:
+            mine = weights.get(name)
+        else:
+            mine = weights[name.replace(".weight", ".base.weight").replace(".bias", ".base.bias")]
         torch.testing.assert_close(mine, value, rtol=0, atol=1e-6)
 
 

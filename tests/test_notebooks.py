@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, all_notebooks, book_notebooks
+
 from llmcourse import REPOSITORY
 from llmcourse.notebook import SETUP_CELL
 
@@ -48,12 +48,15 @@ def test_config_points_colab_at_the_package_repository():
 MAX_CODE_LINE = 88  # what the book's column shows without scrolling (book/assets/course.css)
 
 
-@pytest.mark.parametrize("path", [p for p in all_notebooks() if p.parent.name in ("book", "solutions")],
+@pytest.mark.parametrize("path",
+                         [p for p in all_notebooks() if p.parent.name in ("book", "solutions")],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_code_lines_fit_the_book_column(path):
-    long = [f"cell {i}: {line}" for i, cell in enumerate(load(path)["cells"]) if cell["cell_type"] == "code"
+    long = [f"cell {i}: {line}" for i, cell in enumerate(load(path)["cells"])
+            if cell["cell_type"] == "code"
             for line in "".join(cell["source"]).splitlines() if len(line) > MAX_CODE_LINE]
-    assert long == [], f"{len(long)} code lines longer than {MAX_CODE_LINE} characters:\n" + "\n".join(long)
+    assert long == [], (f"{len(long)} code lines longer than {MAX_CODE_LINE} characters:\n"
+                        + "\n".join(long))
 
 
 def test_the_setup_cell_fits_the_book_column():

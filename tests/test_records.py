@@ -25,7 +25,8 @@ def test_the_formats_give_the_same_conversation():
 @pytest.mark.parametrize("records, message", [
     ([ALPACA, {"instruction": "x"}], "record 1: 'output' is missing"),
     ([{"instruction": " ", "output": "y"}], "record 0: 'instruction' is empty"),
-    ([{"instruction": "x", "input": 3, "output": "y"}], "record 0: 'input' must be a string, got int"),
+    ([{"instruction": "x", "input": 3, "output": "y"}],
+     "record 0: 'input' must be a string, got int"),
     (["just text"], "record 0: expected an object with instruction/input/output, got str"),
 ])
 def test_malformed_alpaca_records_are_named(records, message):
@@ -37,7 +38,8 @@ def test_malformed_alpaca_records_are_named(records, message):
     ({"messages": []}, "record 0: the messages must be a non-empty list"),
     ({"messages": [{"role": "bot", "content": "hi"}]}, "record 0, message 0: unknown role 'bot'"),
     ({"messages": [{"role": "user", "content": "hi"}]}, "the last message must be the assistant's"),
-    ({"messages": [{"role": "assistant", "content": "hi"}]}, "message 0 is from 'assistant' where 'user'"),
+    ({"messages": [{"role": "assistant", "content": "hi"}]},
+     "message 0 is from 'assistant' where 'user'"),
     ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant"}]},
      "record 0, message 1: 'content' is missing"),
     ({"text": "hi"}, "expected an object with 'messages'"),

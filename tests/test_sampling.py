@@ -1,20 +1,25 @@
-"""Sampling's distribution against transformers' logits warpers, and the sampling explorer: its static figure's numbers
-and controls, and its live widget in a real kernel."""
+"""Sampling's distribution against transformers' logits warpers, and the sampling explorer: its
+static figure's numbers and controls, and its live widget in a real kernel."""
 import html
 import re
 
 import pytest
 import torch
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from widget_protocol import open_widgets, send_update, start_kernel, stop_kernel
 
 from llmcourse.config import get_preset
 from llmcourse.generate import generate, sampling_probs
 from llmcourse.model import GPT
 from llmcourse.viz.sampling import next_logits, sampling_figure, sampling_samples, top_tokens
-from widget_protocol import open_widgets, send_update, start_kernel, stop_kernel
 
 
-def reference_probs(logits: torch.Tensor, temperature: float, top_k=None, top_p=None) -> torch.Tensor:
+def reference_probs(logits: torch.Tensor, temperature: float,
+                    top_k=None, top_p=None) -> torch.Tensor:
     """transformers' sampling distribution: its warpers in the order its generate() applies them."""
     scores = TemperatureLogitsWarper(temperature)(None, logits.clone())
     if top_k is not None:
@@ -25,7 +30,8 @@ def reference_probs(logits: torch.Tensor, temperature: float, top_k=None, top_p=
 
 
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 1.7])
-@pytest.mark.parametrize("top_k, top_p", [(None, None), (5, None), (None, 0.5), (None, 0.9), (40, 0.8)])
+@pytest.mark.parametrize("top_k, top_p",
+                         [(None, None), (5, None), (None, 0.5), (None, 0.9), (40, 0.8)])
 def test_sampling_probs_match_transformers(temperature, top_k, top_p):
     logits = torch.randn(8, 500, generator=torch.Generator().manual_seed(0)) * 3
     ours = sampling_probs(logits, temperature, top_k, top_p)
@@ -37,25 +43,30 @@ def test_sampling_probs_match_transformers(temperature, top_k, top_p):
 def test_temperature_zero_is_greedy():
     logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
     probs = sampling_probs(logits, 0.0, top_k=5)
-    assert torch.equal(probs.argmax(-1), logits.argmax(-1)) and torch.equal(probs.sum(-1), torch.ones(3))
+    assert torch.equal(probs.argmax(-1), logits.argmax(-1))
+    assert torch.equal(probs.sum(-1), torch.ones(3))
 
 
-TEMPS, FILTERS = (0.0, 0.5, 1.0, 2.0), {"no filter": {}, "top-k 3": {"top_k": 3}, "top-p 0.6": {"top_p": 0.6}}
+TEMPS = (0.0, 0.5, 1.0, 2.0)
+FILTERS = {"no filter": {}, "top-k 3": {"top_k": 3}, "top-p 0.6": {"top_p": 0.6}}
 
 
 @pytest.fixture(scope="module")
 def figure():
     logits = torch.randn(300, generator=torch.Generator().manual_seed(2)) * 2
     samples = {(t, f): f"text at {t} with {f}" for t in TEMPS for f in FILTERS}
-    return logits, sampling_figure(logits, lambda i: f"t{i}", samples, TEMPS, FILTERS, active_temperature=1.0)
+    fig = sampling_figure(logits, lambda i: f"t{i}", samples, TEMPS, FILTERS,
+                          active_temperature=1.0)
+    return logits, fig
 
 
 def test_every_slider_step_shows_transformers_distribution(figure):
     logits, fig = figure
     ids = top_tokens(logits)
     steps = fig.layout.sliders[0].steps
-    assert [s.label for s in steps] == ["0 (greedy)", "0.5", "1", "2"] and fig.layout.sliders[0].active == 2
-    for t, step in zip(TEMPS, steps):
+    assert [s.label for s in steps] == ["0 (greedy)", "0.5", "1", "2"]
+    assert fig.layout.sliders[0].active == 2
+    for t, step in zip(TEMPS, steps, strict=True):
         update, traces = step.args
         assert list(traces) == list(range(1 + 2 * len(FILTERS)))
         for k, options in enumerate(FILTERS.values()):
@@ -64,9 +75,10 @@ def test_every_slider_step_shows_transformers_distribution(figure):
             else:
                 expected = reference_probs(logits[None], t, **options)[0]
             assert update["y"][1 + k] == pytest.approx(expected[ids].tolist(), abs=1e-6)
-            kept = re.match(r"<b>([\d,]+) of 300 tokens can be drawn", update["text"][1 + len(FILTERS) + k][0])
+            words = update["text"][1 + len(FILTERS) + k][0]
+            kept = re.match(r"<b>([\d,]+) of 300 tokens can be drawn", words)
             assert int(kept.group(1).replace(",", "")) == int((expected > 0).sum())
-            assert f"text at {t:g}" in update["text"][1 + len(FILTERS) + k][0].replace(".0 ", " ")
+            assert f"text at {t:g}" in words.replace(".0 ", " ")
 
 
 def test_the_menu_shows_one_filter_with_its_sample(figure):
@@ -74,17 +86,20 @@ def test_the_menu_shows_one_filter_with_its_sample(figure):
     names = [trace.name for trace in fig.data]
     for k, button in enumerate(fig.layout.updatemenus[0].buttons):
         visible = button.args[0]["visible"]
-        shown = [name for name, v in zip(names, visible) if v]
-        assert shown[:2] == ["before the filter", f"after: {list(FILTERS)[k]}"] and sum(visible) == 3
+        shown = [name for name, v in zip(names, visible, strict=True) if v]
+        assert shown[:2] == ["before the filter", f"after: {list(FILTERS)[k]}"]
+        assert sum(visible) == 3
 
 
 def test_samples_are_what_generate_writes():
     torch.manual_seed(0)
     model = GPT(get_preset("tiny", n_layer=1, vocab_size=64, context_length=16)).eval()
     prompt = torch.tensor([[1, 2, 3]])
-    samples = sampling_samples(model, prompt, lambda ids: ",".join(map(str, ids)), new_tokens=20,
-                               temperatures=(0.0, 1.0), filters={"top-k 4": {"top_k": 4}}, seed=5)
-    # 20 tokens after a prompt of 3 do not fit a context of 16: a sliding window, as generate(use_cache=False)
+    samples = sampling_samples(model, prompt, lambda ids: ",".join(map(str, ids)),
+                               new_tokens=20, temperatures=(0.0, 1.0),
+                               filters={"top-k 4": {"top_k": 4}}, seed=5)
+    # 20 tokens after a prompt of 3 do not fit a context of 16: a sliding window, as
+    # generate(use_cache=False)
     expected = generate(model, prompt, 20, temperature=1.0, top_k=4, seed=5, use_cache=False)[0, 3:]
     assert samples[(1.0, "top-k 4")] == ",".join(map(str, expected.tolist()))
     assert next_logits(model, prompt).shape == (64,)
@@ -144,7 +159,8 @@ def test_the_live_explorer_is_greedy_at_temperature_zero(live):
 
 def test_the_live_explorer_cuts_to_top_k(live):
     kernel, widgets = live
-    send_update(kernel, widgets["temperature"][0], {"value": 1.0}, until=lambda v: v.startswith("<pre"))
+    send_update(kernel, widgets["temperature"][0], {"value": 1.0},
+                until=lambda v: v.startswith("<pre"))
     bars, _ = redraw(kernel, widgets["top-k (0: off)"], 3)
     shown = percents(bars)
     assert sum(p > 0 for p in shown) == 3 and sum(shown) == pytest.approx(100, abs=0.2)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT
 
 import llmcourse.grading.exercise
-from conftest import ROOT
 from llmcourse.grading.grader import grade_notebook
 from llmcourse.grading.kernel import run_with_jobs
 from llmcourse.grading.sandbox import (
@@ -52,7 +52,7 @@ def attempt(
     scratch.mkdir(exist_ok=True)
     prepare_scratch(scratch)
     wrapped = (
-        f"try:\n"
+        "try:\n"
         + "".join(f"    {line}\n" for line in code.splitlines())
         + "    OUTCOME = 'ok'\nexcept BaseException as err:\n    OUTCOME = type(err).__name__\n"
     )

@@ -1,5 +1,5 @@
-"""The scaling experiment's pieces: the power-law fit against numpy's, budgets turned into steps against torch's FLOP
-counter, and a tiny isoFLOP run."""
+"""The scaling experiment's pieces: the power-law fit against numpy's, budgets turned into steps
+against torch's FLOP counter, and a tiny isoFLOP run."""
 import math
 
 import numpy as np
@@ -34,18 +34,22 @@ def test_a_budget_buys_the_steps_that_torch_counts():
         model(x, x)[1].backward()
     budget = 3e10
     steps = steps_for_budget(budget, shape, train)
-    # the formula counts 6 per weight per token and the attention's scores; torch counts every matmul it runs
+    # the formula counts 6 per weight per token and the attention's scores; torch counts every
+    # matmul it runs
     assert steps * counter.get_total_flops() == pytest.approx(budget, rel=0.1)
 
 
 def test_isoflop_runs_train_each_shape_on_its_budget_and_the_frontier_picks_the_best():
     tokens = np.random.default_rng(0).integers(0, 256, 20_000).astype(np.uint16)
-    shapes = {f"width {d}": get_preset("tiny", vocab_size=256, context_length=32, n_layer=1, d_model=d)
+    shapes = {f"width {d}": get_preset("tiny", vocab_size=256, context_length=32, n_layer=1,
+                                       d_model=d)
               for d in (16, 32)}
     train = get_train_preset("smoke", precision="fp32", eval_batches=2)
     records = isoflop_runs(shapes, [2e8, 6e8], tokens, tokens, train)
-    assert [(r["budget"], r["shape"]) for r in records] == [(b, s) for b in (2e8, 6e8) for s in shapes]
-    assert all(math.isfinite(r["val_loss"]) and r["steps"] == steps_for_budget(r["budget"], shapes[r["shape"]], train)
+    expected = [(b, s) for b in (2e8, 6e8) for s in shapes]
+    assert [(r["budget"], r["shape"]) for r in records] == expected
+    assert all(math.isfinite(r["val_loss"])
+               and r["steps"] == steps_for_budget(r["budget"], shapes[r["shape"]], train)
                for r in records)
     best = frontier(records)
     assert [r["budget"] for r in best] == [2e8, 6e8]

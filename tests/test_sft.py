@@ -2,23 +2,28 @@
 and a model that learns to answer and stop."""
 import copy
 
-import numpy as np
 import torch
 
 from llmcourse.config import get_preset
 from llmcourse.finetune.records import alpaca
-from llmcourse.finetune.sft import (InstructionBatches, encode_conversations, exact_match, replies,
-                                    reply)
+from llmcourse.finetune.sft import (
+    InstructionBatches,
+    encode_conversations,
+    exact_match,
+    replies,
+    reply,
+)
 from llmcourse.finetune.template import add_chat_tokens, grow_vocabulary
 from llmcourse.model import GPT
 from llmcourse.tokenizer import Tokenizer
 from llmcourse.training import Trainer, get_train_preset
 
 TEXT = "the king is dead, long live the queen; all her court is in the hall. " * 40
-CONVERSATIONS = alpaca([{"instruction": "Reverse the words.", "input": "king queen", "output": "queen king",
-                         "task": "reverse"},
-                        {"instruction": "Say the word twice.", "input": "hall", "output": "hall hall",
-                         "task": "twice"}])
+CONVERSATIONS = alpaca([
+    {"instruction": "Reverse the words.", "input": "king queen", "output": "queen king",
+     "task": "reverse"},
+    {"instruction": "Say the word twice.", "input": "hall", "output": "hall hall", "task": "twice"},
+])
 
 
 def setup(seed: int = 0):
@@ -44,34 +49,40 @@ def test_batches_are_drawn_like_windows():
 def test_the_trainer_fine_tunes_and_resumes_exactly(tmp_path):
     model, tokenizer = setup()
     data = InstructionBatches(encode_conversations(CONVERSATIONS, tokenizer, 32), pad_id=0)
-    cfg = get_train_preset("smoke", batch_size=4, context_length=32, max_steps=8, eval_every=4, precision="fp32")
+    cfg = get_train_preset("smoke", batch_size=4, context_length=32, max_steps=8, eval_every=4,
+                           precision="fp32")
     whole = Trainer(copy.deepcopy(model), data, data, cfg, progress=False)
     history = whole.fit()
-    Trainer(copy.deepcopy(model), data, data, cfg, out_dir=tmp_path, progress=False).fit(stop_after=4)
-    resumed = Trainer(copy.deepcopy(model), data, data, cfg, out_dir=tmp_path, resume=True, progress=False)
+    first = Trainer(copy.deepcopy(model), data, data, cfg, out_dir=tmp_path, progress=False)
+    first.fit(stop_after=4)
+    resumed = Trainer(copy.deepcopy(model), data, data, cfg, out_dir=tmp_path, resume=True,
+                      progress=False)
     strip = lambda h: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in h]  # noqa: E731
     assert strip(resumed.fit()) == strip(history)
-    assert all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(), whole.model.parameters()))
+    pairs = zip(resumed.model.parameters(), whole.model.parameters(), strict=True)
+    assert all(torch.equal(p, q) for p, q in pairs)
 
 
 def test_a_fine_tuned_model_answers_and_stops():
     model, tokenizer = setup()
     data = InstructionBatches(encode_conversations(CONVERSATIONS, tokenizer, 32), pad_id=0)
     before = exact_match(model, tokenizer, CONVERSATIONS)
-    cfg = get_train_preset("smoke", batch_size=4, context_length=32, max_steps=150, lr=3e-3, warmup_steps=10,
-                           eval_every=0, precision="fp32")
+    cfg = get_train_preset("smoke", batch_size=4, context_length=32, max_steps=150, lr=3e-3,
+                           warmup_steps=10, eval_every=0, precision="fp32")
     Trainer(model, data, None, cfg, progress=False).fit()
     assert before == {"reverse": (0, 1), "twice": (0, 1)}
     assert exact_match(model, tokenizer, CONVERSATIONS) == {"reverse": (1, 1), "twice": (1, 1)}
     # it stopped at its <|end|>: the reply is the answer alone, with nothing after it
-    assert reply(model, tokenizer, [("user", "Reverse the words.\n\nking queen")], 20) == "queen king"
+    asked = [("user", "Reverse the words.\n\nking queen")]
+    assert reply(model, tokenizer, asked, 20) == "queen king"
 
 
 def test_the_majority_baseline_guesses_the_commonest_training_answer():
     from llmcourse.finetune.sft import majority_baseline
 
     def asked(answer, task="act"):
-        return alpaca([{"instruction": "Which act?", "input": "a line", "output": answer, "task": task}])[0]
+        record = {"instruction": "Which act?", "input": "a line", "output": answer, "task": task}
+        return alpaca([record])[0]
 
     train = [asked("I"), asked("I"), asked("III"), asked("4", "count")]
     test = [asked("I"), asked("II"), asked("I"), asked("4", "count"), asked("5", "count")]
@@ -82,13 +93,14 @@ def test_the_recipe_lifts_the_course_model_on_held_out_questions():
     """The chapter's recipe on a short budget (400 steps, two families): on questions with held-out
     phrasings and inputs, the fine-tuned course model clearly beats both its former self and the
     majority baseline (measured 22/40 and 33/40 against 0 and 6)."""
-    from llmcourse.course_model import course_model
     from llmcourse.corpus import load_corpus
+    from llmcourse.course_model import course_model
     from llmcourse.finetune import recipe
     from llmcourse.finetune.sft import majority_baseline
     from llmcourse.finetune.tasks import make_tasks, vocabulary
 
-    tasks = make_tasks(vocabulary(load_corpus("shakespeare").text), 1000, 40, ["first_word", "count_words"])
+    words = vocabulary(load_corpus("shakespeare").text)
+    tasks = make_tasks(words, 1000, 40, ["first_word", "count_words"])
     course = course_model(progress=False)
     tokenizer, model = recipe.chat_model(course.tokenizer, course.model)
     before = exact_match(model, tokenizer, tasks.test)
@@ -99,7 +111,8 @@ def test_the_recipe_lifts_the_course_model_on_held_out_questions():
     for family in ("first_word", "count_words"):
         assert before[family][0] == 0
         assert after[family][0] >= baseline[family][0] + 10, (family, after, baseline)
-    assert course.tokenizer.n_vocab + 4 == tokenizer.n_vocab  # the pretrained model is left as it was
+    # the pretrained model is left as it was
+    assert course.tokenizer.n_vocab + 4 == tokenizer.n_vocab
     assert course.model.tok_emb.weight.shape[0] == course.tokenizer.n_vocab
     # exact_match answers many questions in batches: each reply is the one it gets alone
     alone = [reply(model, tokenizer, [(m.role, m.content) for m in c.prompt_messages])

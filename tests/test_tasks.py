@@ -1,13 +1,22 @@
 """The generated tasks: answers that check exactly, and test questions that training never saw."""
 import pytest
 
-from llmcourse.finetune.tasks import (FAMILIES, FRAMES, HELD_OUT, make_play_tasks, make_tasks, speeches,
-                                      vocabulary)
+from llmcourse.finetune.tasks import (
+    FAMILIES,
+    FRAMES,
+    HELD_OUT,
+    make_play_tasks,
+    make_tasks,
+    speeches,
+    vocabulary,
+)
 
 WORDS = vocabulary("the king is dead long live the queen and all her court; to be or not to be, "
                    "that is the question whether tis nobler in the mind to suffer", max_words=40)
-PLAY = """PERSONS.\n\nKING.\nQUEEN.\n\nACT I.\n\nSCENE 1. A room.\n\nKING.\nWhat news, my lord, from all the court?\n
-QUEEN.\nThe court is quiet, and the king is loved.\n\nACT II.\n\nKING.\nThen let us ride to London in the morning.\n"""
+PLAY = ("PERSONS.\n\nKING.\nQUEEN.\n\nACT I.\n\nSCENE 1. A room.\n\n"
+        "KING.\nWhat news, my lord, from all the court?\n\n"
+        "QUEEN.\nThe court is quiet, and the king is loved.\n\n"
+        "ACT II.\n\nKING.\nThen let us ride to London in the morning.\n")
 
 
 def test_every_family_answers_its_question_exactly():

@@ -31,8 +31,8 @@ def test_a_conversation_renders_to_the_template(tokenizer):
                                         {"role": "user", "content": "Say <|end|> now."},
                                         {"role": "assistant", "content": "to be"}]}])
     prompt, response = render(conversation, tok)
-    assert tok.decode(prompt) == ("<|system|>\nBe brief.<|end|>\n<|user|>\nSay <|end|> now.<|end|>\n"
-                                  "<|assistant|>\n")
+    assert tok.decode(prompt) == ("<|system|>\nBe brief.<|end|>\n"
+                                  "<|user|>\nSay <|end|> now.<|end|>\n<|assistant|>\n")
     assert tok.decode(response) == "to be<|end|>" and response[-1] == tok.special_tokens[END]
     # the user's typed "<|end|>" is text, not the token: only the template's three ends are special
     assert prompt.count(tok.special_tokens[END]) == 2
@@ -41,7 +41,8 @@ def test_a_conversation_renders_to_the_template(tokenizer):
 @pytest.mark.parametrize("tie", [True, False])
 def test_a_grown_model_predicts_what_it_did(tie):
     torch.manual_seed(0)
-    model = GPT(get_preset("tiny", n_layer=2, vocab_size=300, context_length=32, tie_embeddings=tie)).eval()
+    cfg = get_preset("tiny", n_layer=2, vocab_size=300, context_length=32, tie_embeddings=tie)
+    model = GPT(cfg).eval()
     ids = torch.randint(0, 300, (2, 16))
     before = model(ids)
     grow_vocabulary(model, 304)

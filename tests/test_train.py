@@ -1,4 +1,5 @@
-"""The minimal training loop learns: it drives one repeated batch to near-zero loss, and the loss falls on text."""
+"""The minimal training loop learns: it drives one repeated batch to near-zero loss, and the loss
+falls on text."""
 import numpy as np
 import pytest
 import torch
@@ -11,9 +12,11 @@ from llmcourse.train import fit
 def test_a_model_memorises_one_batch():
     torch.manual_seed(0)
     model = GPT(get_preset("tiny", n_layer=1, vocab_size=64, context_length=16))
-    tokens = np.random.default_rng(0).integers(0, 64, 17)  # exactly one window: every step sees the same batch
+    # exactly one window: every step sees the same batch
+    tokens = np.random.default_rng(0).integers(0, 64, 17)
     losses = fit(model, tokens, steps=80, batch_size=1, context_length=16, lr=1e-2, progress=False)
-    assert losses[0] == pytest.approx(np.log(64), rel=0.1)  # random init: about uniform over the vocabulary
+    # random init: about uniform over the vocabulary
+    assert losses[0] == pytest.approx(np.log(64), rel=0.1)
     assert losses[-1] < 0.05
 
 

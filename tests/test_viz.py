@@ -1,4 +1,5 @@
-"""The display path: what each environment receives, and figures whose menus and sliders are consistent."""
+"""The display path: what each environment receives, and figures whose menus and sliders are
+consistent."""
 import re
 
 import plotly.graph_objects as go
@@ -28,7 +29,8 @@ def test_book_build_emits_html_and_png(shown, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_BOOK_BUILD", "1")
     D.show(pipeline_figure())
     (bundle,) = shown
-    assert "Plotly.newPlot" in bundle["text/html"] and "<script src" not in bundle["text/html"]  # plotly.js is the page's
+    # plotly.js is the page's
+    assert "Plotly.newPlot" in bundle["text/html"] and "<script src" not in bundle["text/html"]
     assert bundle["image/png"].startswith(PNG_MAGIC) and len(bundle["image/png"]) > 10_000
 
 
@@ -97,21 +99,25 @@ def test_the_tradeoff_figure_opens_on_the_permutations_asked_for():
     fig = _slider_figure()
     shown = [trace.visible for trace in fig.data]
     assert fig.layout.sliders[0].active == 1 and shown == [False, False, True, True, False, False]
-    assert fig.layout.sliders[0].steps[1].args[0]["visible"] == shown  # the slider's step and the opening agree
+    # the slider's step and the opening agree
+    assert fig.layout.sliders[0].steps[1].args[0]["visible"] == shown
     with pytest.raises(ValueError, match="64 is not among"):
         dedup_tradeoff_figure({32: {0.1: (1, 1)}}, initial=64)
 
 
 def test_the_printed_caption_names_the_setting_the_png_shows():
     caption = D.print_caption(_slider_figure())
-    assert caption.startswith("Printed at one setting: permutations 128.") and "32 to 256" in caption
+    assert caption.startswith("Printed at one setting: permutations 128.")
+    assert "32 to 256" in caption
     memory = memory_figure({"gpt2": get_preset("gpt2")})
     assert "\u201cfp32\u201d in the menu" in D.print_caption(memory)
-    assert D.print_caption(go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))) is None  # nothing to pick, nothing to say
+    # nothing to pick, nothing to say
+    assert D.print_caption(go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))) is None
 
 
 def test_the_printed_map_says_where_each_box_is_built():
-    """The map's hover text (where the course builds each box) is lost in print; its caption carries it."""
+    """The map's hover text (where the course builds each box) is lost in print; its caption
+    carries it."""
     caption = D.print_caption(pipeline_figure())
     for label, _, _, where in STAGES:
         assert re.search(re.escape(label) + r"(, [^:;]+)*: " + re.escape(where), caption), label
@@ -140,7 +146,8 @@ def test_a_live_only_widget_leaves_a_note_in_the_book(shown, monkeypatch):
     widget, _ = calculator_widget("gpt2")
     D.show_live(widget)
     (bundle,) = shown
-    assert set(bundle) == {"text/markdown", "text/plain"} and "running notebook" in bundle["text/plain"]
+    assert set(bundle) == {"text/markdown", "text/plain"}
+    assert "running notebook" in bundle["text/plain"]
 
 
 def test_the_caption_escapes_markdown():
@@ -158,12 +165,15 @@ def test_the_attention_figure_labels_every_token_and_greys_hidden_cells():
         # every token, whitespace made visible; a repeated token keeps its own place
         assert list(axis.ticktext) == ["The", "␣mouse", "␣ate", "<pad>", "<pad>"]
     weights = fig.data[1].z
-    assert weights[0][1] is None and weights[1][0] == pytest.approx(maps["causal"][0, 0, 1, 0].item())
+    assert weights[0][1] is None
+    assert weights[1][0] == pytest.approx(maps["causal"][0, 0, 1, 0].item())
     assert len(fig.layout.sliders[0].steps) == 2 * 3
 
 
 def test_the_attention_figure_refuses_maps_that_do_not_fit_the_tokens():
     with pytest.raises(ValueError, match="expected maps"):
-        attention_figure(["a", "b"], {"causal": torch.rand(1, 1, 3, 3)}, {"causal": torch.ones(3, 3).bool()})
+        attention_figure(["a", "b"], {"causal": torch.rand(1, 1, 3, 3)},
+                         {"causal": torch.ones(3, 3).bool()})
     with pytest.raises(ValueError, match="same mask names"):
-        attention_figure(["a"], {"causal": torch.rand(1, 1, 1, 1)}, {"padding": torch.ones(1, 1).bool()})
+        attention_figure(["a"], {"causal": torch.rand(1, 1, 1, 1)},
+                         {"padding": torch.ones(1, 1).bool()})

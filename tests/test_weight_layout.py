@@ -15,18 +15,21 @@ def tiny(**overrides) -> GPT:
     return GPT(get_preset("tiny", vocab_size=300, **overrides))
 
 
-@pytest.mark.parametrize("preset_overrides", [{}, {"tie_embeddings": False}], ids=["tied", "untied"])
+@pytest.mark.parametrize("preset_overrides", [{}, {"tie_embeddings": False}],
+                         ids=["tied", "untied"])
 def test_column_layout_keeps_shapes_values_and_parameters(preset_overrides):
     model = tiny(**preset_overrides)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     params = list(model.parameters())
     set_weight_layout(model, "column")
-    assert weight_layout(model) == "column" and list(model.parameters()) == params  # the same Parameter objects
+    assert weight_layout(model) == "column"
+    assert list(model.parameters()) == params  # the same Parameter objects
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), name
     for m in model.modules():
         if isinstance(m, torch.nn.Linear):
-            assert m.weight.stride() == (1, m.weight.shape[0])  # neighbours in memory run down a column
+            # neighbours in memory run down a column
+            assert m.weight.stride() == (1, m.weight.shape[0])
     assert (model.tok_emb.weight is model.lm_head.weight) == model.cfg.tie_embeddings
     set_weight_layout(model, "row")
     assert weight_layout(model) == "row" and all(p.is_contiguous() for p in model.parameters())
@@ -43,9 +46,11 @@ def test_column_layout_still_matches_transformers_and_saves(tmp_path):
     prompt = x[:1, :5]
     with torch.no_grad():
         assert torch.allclose(ours(x), hf(x).logits, atol=1e-4, rtol=0)
-    theirs = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=0, eos_token_id=None)
+    theirs = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=0,
+                         eos_token_id=None)
     assert torch.equal(generate(ours, prompt, 20, temperature=0), theirs)
-    save_hf_checkpoint(ours, tmp_path / "ours")  # safetensors needs contiguous tensors: saving must not care
+    # safetensors needs contiguous tensors: saving must not care
+    save_hf_checkpoint(ours, tmp_path / "ours")
     again = GPT2LMHeadModel.from_pretrained(tmp_path / "ours").eval()
     with torch.no_grad():
         assert torch.allclose(again(x).logits, hf(x).logits, atol=1e-6)
@@ -65,14 +70,16 @@ def test_training_is_the_same_in_either_layout():
             opt.step()
             opt.zero_grad()
         final[layout] = [p.detach().clone() for p in model.parameters()]
-    assert all(torch.allclose(r, c, atol=1e-5) for r, c in zip(final["row"], final["column"]))
-    assert not torch.equal(final["row"][0], tiny(dropout=0.0).tok_emb.weight)  # the steps did change the weights
+    pairs = zip(final["row"], final["column"], strict=True)
+    assert all(torch.allclose(r, c, atol=1e-5) for r, c in pairs)
+    # the steps did change the weights
+    assert not torch.equal(final["row"][0], tiny(dropout=0.0).tok_emb.weight)
 
 
 @pytest.mark.parametrize("slow", ["row", "column"])
 def test_tuning_keeps_the_layout_that_decodes_faster(slow):
-    """A clock that makes one layout 3x slower (as a different BLAS kernel could): the tuner must leave the model in
-    the other one, in the mode it found it, computing the same logits."""
+    """A clock that makes one layout 3x slower (as a different BLAS kernel could): the tuner must
+    leave the model in the other one, in the mode it found it, computing the same logits."""
     model = tiny().train()
     x = torch.randint(0, 300, (1, 12))
     with torch.no_grad():
@@ -94,5 +101,6 @@ def test_real_decoding_steps_are_timed():
 
 
 def test_unknown_layout_is_explained():
-    with pytest.raises(ValueError, match="unknown weight layout 'diagonal'; choose one of row, column"):
+    message = "unknown weight layout 'diagonal'; choose one of row, column"
+    with pytest.raises(ValueError, match=message):
         set_weight_layout(tiny(), "diagonal")

@@ -1,12 +1,13 @@
-"""The live attention explorer in a real kernel, driven over the Jupyter widget protocol the way a browser drives it.
+"""The live attention explorer in a real kernel, driven over the Jupyter widget protocol the way a
+browser drives it.
 
-The test plays the frontend: it reads the `comm_open` messages that carry each widget's state, sends `update`
-messages as if a learner typed a sentence or picked a mask, and checks that the kernel answers with a redrawn view.
+The test plays the frontend: it reads the `comm_open` messages that carry each widget's state,
+sends `update` messages as if a learner typed a sentence or picked a mask, and checks that the
+kernel answers with a redrawn view.
 """
 import re
 
 import pytest
-
 import widget_protocol as protocol
 from widget_protocol import open_widgets, start_kernel, stop_kernel
 
@@ -21,7 +22,9 @@ from llmcourse.viz.attention import attention_explorer
 torch.manual_seed(0)
 model = GPT(get_preset("tiny", n_layer=2, vocab_size=128)).eval()
 display(attention_explorer(model, lambda s: [ord(c) % 128 for c in s], chr,
-                           {"causal": causal_mask, "sliding window": lambda t: sliding_window_mask(t, 2)}, "abc"))
+                           {"causal": causal_mask,
+                            "sliding window": lambda t: sliding_window_mask(t, 2)},
+                           "abc"))
 """
 
 
@@ -39,7 +42,9 @@ def widgets(kernel):
 
 def send_update(kernel, comm_id: str, state: dict) -> str:
     """Send a frontend's state change; return the view's HTML that the kernel sends back."""
-    return protocol.send_update(kernel, comm_id, state, until=lambda value: value.startswith("<table"))[-1]
+    replies = protocol.send_update(kernel, comm_id, state,
+                                   until=lambda value: value.startswith("<table"))
+    return replies[-1]
 
 
 def row_labels(html: str) -> list[str]:
@@ -59,20 +64,24 @@ def test_typing_a_sentence_redraws_the_weights_for_it(kernel, widgets):
     html = send_update(kernel, widgets["TextModel"][0], {"value": "hello"})
     assert row_labels(html) == list("hello")
     rows = [weights(row) for row in html.split("<tr>")[2:]]
-    assert all(abs(sum(row) - 1) < 0.05 for row in rows)  # each query's weights are a distribution (2-decimal titles)
-    assert all(w == 0 for i, row in enumerate(rows) for w in row[i + 1:])  # causal: nothing after the query
+    # each query's weights are a distribution (2-decimal titles)
+    assert all(abs(sum(row) - 1) < 0.05 for row in rows)
+    # causal: nothing after the query
+    assert all(w == 0 for i, row in enumerate(rows) for w in row[i + 1:])
 
 
 def test_picking_the_sliding_window_hides_distant_tokens(kernel, widgets):
     send_update(kernel, widgets["TextModel"][0], {"value": "abcdef"})
     html = send_update(kernel, widgets["DropdownModel"][0], {"index": 1})
     rows = [weights(row) for row in html.split("<tr>")[2:]]
-    assert all(w == 0 for i, row in enumerate(rows) for j, w in enumerate(row) if j <= i - 2 or j > i)
+    assert all(w == 0 for i, row in enumerate(rows) for j, w in enumerate(row)
+               if j <= i - 2 or j > i)
     assert rows[-1][-1] > 0 and rows[-1][-2] > 0  # the window of 2: the token and the one before it
 
 
 def test_the_layer_slider_shows_another_layers_weights(kernel, widgets):
     send_update(kernel, widgets["DropdownModel"][0], {"index": 0})
     before = weights(send_update(kernel, widgets["TextModel"][0], {"value": "layers"}))
-    after = weights(send_update(kernel, widgets["IntSliderModel"][0], {"value": 1}))  # the first slider: layer
+    # the first slider: layer
+    after = weights(send_update(kernel, widgets["IntSliderModel"][0], {"value": 1}))
     assert len(after) == len(before) and after != before

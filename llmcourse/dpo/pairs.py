@@ -10,8 +10,8 @@ wrong count, another word of the list, another act).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -50,7 +50,7 @@ def make_pairs(model: torch.nn.Module, tokenizer: Tokenizer,
         answers.setdefault(c.task, []).append(c.answer)
     pairs, on_policy = [], 0
     sampled_all = sample_answers(model, tokenizer, conversations, samples, temperature, seed)
-    for c, sampled in zip(conversations, sampled_all):
+    for c, sampled in zip(conversations, sampled_all, strict=True):
         right = c.answer.strip()
         wrong = list(dict.fromkeys(a for a in sampled if a and a != right))[:per_prompt]
         for rejected in wrong:

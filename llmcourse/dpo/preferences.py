@@ -19,9 +19,10 @@ model does, so it teaches nothing, and in a data set it usually means a bug upst
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from llmcourse.finetune.records import ROLES, Message, RecordError, read_jsonl
 

@@ -104,8 +104,12 @@ def dpo_model(cache: Path | str | None = None, progress: bool = False) -> DPOMod
     """The SFT model after DPO by this recipe: from the cache, or trained and cached."""
     from llmcourse.corpus import load_corpus
     from llmcourse.course_model import FORMAT, CourseModelError, read_entry, write_entry
-    from llmcourse.dpo.training import (DPOObjective, PreferenceBatches, encode_pairs,
-                                        reference_logprobs)
+    from llmcourse.dpo.training import (
+        DPOObjective,
+        PreferenceBatches,
+        encode_pairs,
+        reference_logprobs,
+    )
     from llmcourse.finetune.recipe import sft_model, sft_tasks
     from llmcourse.training import Trainer
     from llmcourse.training.trainer import announce

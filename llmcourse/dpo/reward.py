@@ -12,7 +12,7 @@ the reward model and the RL loop, because the policy's own log-ratio is an impli
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

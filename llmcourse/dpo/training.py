@@ -15,7 +15,7 @@ logs them beside the loss: the same progress bar, curves, checkpoints and exact 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

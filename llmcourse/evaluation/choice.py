@@ -13,8 +13,8 @@ characters first (lm-eval's definition), which can change the pick.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 
@@ -44,7 +44,10 @@ def choose(logprobs: Sequence[float], lengths: Sequence[float] | None = None) ->
     length when `lengths` are given (the first on a tie, as numpy's argmax)."""
     if not logprobs:
         raise ValueError("no choices to choose from")
-    scores = list(logprobs) if lengths is None else [lp / n for lp, n in zip(logprobs, lengths)]
+    if lengths is None:
+        scores = list(logprobs)
+    else:
+        scores = [lp / n for lp, n in zip(logprobs, lengths, strict=True)]
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
@@ -68,11 +71,11 @@ class ChoiceResults:
 
     @property
     def right(self) -> int:
-        return sum(p == g for p, g in zip(self.picks, self.golds))
+        return sum(p == g for p, g in zip(self.picks, self.golds, strict=True))
 
     @property
     def right_norm(self) -> int:
-        return sum(p == g for p, g in zip(self.picks_norm, self.golds))
+        return sum(p == g for p, g in zip(self.picks_norm, self.golds, strict=True))
 
 
 def multiple_choice(model: nn.Module, tokenizer: Tokenizer, items: Sequence[MultipleChoice],
@@ -85,5 +88,6 @@ def multiple_choice(model: nn.Module, tokenizer: Tokenizer, items: Sequence[Mult
     return ChoiceResults(
         logprobs,
         tuple(choose(lps) for lps in logprobs),
-        tuple(choose(lps, [len(c) for c in item.choices]) for lps, item in zip(logprobs, items)),
+        tuple(choose(lps, [len(c) for c in item.choices])
+              for lps, item in zip(logprobs, items, strict=True)),
         tuple(item.gold for item in items))

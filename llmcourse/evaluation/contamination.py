@@ -16,8 +16,8 @@ estimated Jaccard similarity reaches a threshold (chapter 2's `dedup`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from llmcourse.cleaning import normalize_text
 from llmcourse.dedup import estimated_jaccard, lsh_candidates, minhash_signature, shingles

@@ -9,7 +9,7 @@ each new token costs one position's work, not the whole prompt's again.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

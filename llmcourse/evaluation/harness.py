@@ -18,8 +18,9 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lm_eval.api.model import LM
 from torch import nn

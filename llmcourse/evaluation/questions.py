@@ -9,8 +9,8 @@ differently (the chapter measures it), which is why a reported number must name 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 
@@ -89,7 +89,7 @@ def exact_match(model: nn.Module, tokenizer: Tokenizer, questions: Sequence[Conv
                 prompting: Prompting, max_new_tokens: int = 24) -> dict[str, tuple[int, int]]:
     """{task family: (answers exactly right, questions)} for the greedy answers."""
     given = answers(model, tokenizer, questions, prompting, max_new_tokens)
-    return score_answers([(q.task, a, q.answer) for q, a in zip(questions, given)])
+    return score_answers([(q.task, a, q.answer) for q, a in zip(questions, given, strict=True)])
 
 
 def preference_accuracy(model: nn.Module, tokenizer: Tokenizer,

@@ -10,9 +10,9 @@ two models 3 points apart on 200 items are not distinguishable.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -47,7 +47,7 @@ class Score:
     bits: bool = False  # bits per byte, not a proportion
 
     @classmethod
-    def proportion(cls, right: int, n: int) -> "Score":
+    def proportion(cls, right: int, n: int) -> Score:
         low, high = wilson_interval(right, n)
         return cls(right / n, low, high, n)
 

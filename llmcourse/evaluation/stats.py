@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile: a two-sided 95 % interval
 
@@ -49,6 +49,7 @@ def ratio_interval(numerators: Sequence[float], denominators: Sequence[float],
     if total <= 0:
         raise ValueError("the denominators must sum to a positive number")
     ratio = sum(numerators) / total
-    spread = sum((a - ratio * b) ** 2 for a, b in zip(numerators, denominators)) / (k * (k - 1))
+    squares = sum((a - ratio * b) ** 2 for a, b in zip(numerators, denominators, strict=True))
+    spread = squares / (k * (k - 1))
     error = math.sqrt(spread) / (total / k)
     return ratio, ratio - z * error, ratio + z * error

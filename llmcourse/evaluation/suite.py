@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from llmcourse.evaluation.choice import MultipleChoice
 
@@ -101,7 +101,8 @@ def cloze(plays: Sequence[str], n: int, choices: int = 4, seed: int = 0) -> list
     for p, play in enumerate(plays):
         speeches = speech_lines(play)
         lines_of.append([line for _, lines in speeches for line in lines])
-        pairs += [(p, s, a, b) for s, lines in speeches for a, b in zip(lines, lines[1:])
+        pairs += [(p, s, a, b) for s, lines in speeches
+                  for a, b in zip(lines, lines[1:], strict=False)
                   if len(a) >= 20 and len(b) >= 20]
     items = []
     for p, speaker, line, after in rng.sample(pairs, n):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 

@@ -26,8 +26,9 @@ Nothing is cut silently: `Example.truncated` counts the tokens dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 

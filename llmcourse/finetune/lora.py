@@ -27,8 +27,8 @@ PEFT's `trainable_token_indices`): a few hundred numbers more, the rest of the t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F

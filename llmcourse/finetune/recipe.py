@@ -126,8 +126,13 @@ def sft_model(cache: Path | str | None = None, progress: bool = False) -> SFTMod
     """The course model after full fine-tuning by this recipe (sft_tasks, STEPS steps at FULL_LR):
     from the cache, or trained (one to three minutes on two CPU cores) and cached."""
     from llmcourse.corpus import load_corpus
-    from llmcourse.course_model import (FORMAT, CourseModelError, course_model, read_entry,
-                                        write_entry)
+    from llmcourse.course_model import (
+        FORMAT,
+        CourseModelError,
+        course_model,
+        read_entry,
+        write_entry,
+    )
     from llmcourse.finetune.sft import InstructionBatches, encode_conversations
     from llmcourse.training import Trainer
     from llmcourse.training.trainer import announce

@@ -13,7 +13,7 @@ bar, curves, checkpoints and exact resume serve both:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -146,7 +146,7 @@ def exact_match(
     """{task family: (answers exactly right, questions)} for the model's greedy replies, or, with
     a temperature, for one sampled reply per question (see `replies`)."""
     given = replies(model, tokenizer, conversations, max_new_tokens, temperature, seed)
-    return score_answers([(c.task, g, c.answer) for c, g in zip(conversations, given)])
+    return score_answers([(c.task, g, c.answer) for c, g in zip(conversations, given, strict=True)])
 
 
 def majority_baseline(

@@ -22,7 +22,7 @@ what it did before, only with a little probability moved to the new tokens.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

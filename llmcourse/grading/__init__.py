@@ -1,5 +1,5 @@
-"""Graded exercises: checks registered by exercise id, instant feedback in notebooks (`check`), the grader command
-(`python -m llmcourse grade`), and the generator of exercises/ from solutions/.
+"""Graded exercises: checks registered by exercise id, instant feedback in notebooks (`check`), the
+grader command (`python -m llmcourse grade`), and the generator of exercises/ from solutions/.
 
 Grading imports the core package as its reference; the core never imports grading."""
 from llmcourse.grading.exercise import Exercise, chapter_exercises, get_exercise

@@ -5,10 +5,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmcourse.dedup import (PRIME, estimated_jaccard, jaccard, min_hashes, precision_recall,
-                             shingles)
-from llmcourse.grading.exercise import (Exercise, close_number, register, same_set, same_sequence,
-                                        same_tensor)
+from llmcourse.dedup import (
+    PRIME,
+    estimated_jaccard,
+    jaccard,
+    min_hashes,
+    precision_recall,
+    shingles,
+)
+from llmcourse.grading.exercise import (
+    Exercise,
+    close_number,
+    register,
+    same_sequence,
+    same_set,
+    same_tensor,
+)
 
 _WORDS = ["the", "king", "queen", "and", "of", "my", "lord", "to", "is", "a", "sword", "crown",
           "night", "love"]

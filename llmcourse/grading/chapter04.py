@@ -1,9 +1,17 @@
-"""Chapter 4's exercises: the causal mask, scaled dot-product attention, splitting heads, RoPE, KV-cache size."""
+"""Chapter 4's exercises: the causal mask, scaled dot-product attention, splitting heads, RoPE,
+KV-cache size."""
 from __future__ import annotations
 
 import torch
 
-from llmcourse.attention import apply_rope, causal_mask, kv_cache_bytes, naive_attention, rope_tables, sliding_window_mask
+from llmcourse.attention import (
+    apply_rope,
+    causal_mask,
+    kv_cache_bytes,
+    naive_attention,
+    rope_tables,
+    sliding_window_mask,
+)
 from llmcourse.config import ModelConfig
 from llmcourse.grading.exercise import Exercise, exact_int, register, same_tensor
 
@@ -14,11 +22,13 @@ def _qkv(g: torch.Generator, B: int, H: int, T: int, D: int) -> tuple[torch.Tens
 
 register(Exercise(
     id="4.1", title="The causal mask", function="make_causal_mask", points=1,
-    cases=lambda g: [("T=1", (1,)), ("T=5", (5,)), (f"T={int(torch.randint(6, 40, (1,), generator=g))}",
-                                                     (int(torch.randint(6, 40, (1,), generator=g)),))],
+    cases=lambda g: [("T=1", (1,)), ("T=5", (5,)),
+                     (f"T={int(torch.randint(6, 40, (1,), generator=g))}",
+                      (int(torch.randint(6, 40, (1,), generator=g)),))],
     reference=lambda T: causal_mask(T),
     compare=same_tensor,
-    hint="a (T, T) bool tensor, True where query t may look at key s, i.e. s <= t: torch.ones(...).tril().",
+    hint="a (T, T) bool tensor, True where query t may look at key s, i.e. s <= t: "
+         "torch.ones(...).tril().",
 ))
 
 register(Exercise(
@@ -28,8 +38,8 @@ register(Exercise(
                      ("one position", (*_qkv(g, 1, 1, 1, 4), causal_mask(1)))],
     reference=naive_attention,
     compare=lambda expected, got: same_tensor(expected, got, atol=1e-5, rtol=1e-5),
-    hint="scores = q @ k.transpose(-2, -1) / sqrt(D); set scores where the mask is False to -inf; softmax over the "
-         "last dimension; multiply by v.",
+    hint="scores = q @ k.transpose(-2, -1) / sqrt(D); set scores where the mask is False to -inf; "
+         "softmax over the last dimension; multiply by v.",
 ))
 
 register(Exercise(
@@ -44,11 +54,13 @@ register(Exercise(
 register(Exercise(
     id="4.4", title="Rotary position embeddings", function="rope", points=3,
     cases=lambda g: [("8 positions, width 4", (torch.randn(8, 4, generator=g), 10000.0)),
-                     ("20 positions, width 16, theta 500000", (torch.randn(20, 16, generator=g), 500000.0))],
+                     ("20 positions, width 16, theta 500000",
+                      (torch.randn(20, 16, generator=g), 500000.0))],
     reference=lambda x, theta: apply_rope(x, *rope_tables(x.shape[-1], x.shape[0], theta)),
     compare=lambda expected, got: same_tensor(expected, got, atol=1e-5, rtol=1e-5),
-    hint="pair i is (x[:, i], x[:, i + D/2]); at position m rotate it by the angle m * theta ** (-2i / D): "
-         "x*cos + rotate_half(x)*sin, where rotate_half(x) = cat(-x[:, D/2:], x[:, :D/2]).",
+    hint="pair i is (x[:, i], x[:, i + D/2]); at position m rotate it by the angle "
+         "m * theta ** (-2i / D): x*cos + rotate_half(x)*sin, where "
+         "rotate_half(x) = cat(-x[:, D/2:], x[:, :D/2]).",
 ))
 
 register(Exercise(
@@ -57,7 +69,9 @@ register(Exercise(
                      ("GPT-2 shape, batch 4, fp32", (12, 4, 12, 64, 1024, 4)),
                      ("MQA", (32, 2, 1, 128, 8192, 2))],
     reference=lambda layers, batch, kv_heads, head_dim, seq_len, nbytes: kv_cache_bytes(
-        ModelConfig(n_layer=layers, n_head=kv_heads, d_model=kv_heads * head_dim), batch, seq_len, nbytes),
+        ModelConfig(n_layer=layers, n_head=kv_heads, d_model=kv_heads * head_dim),
+        batch, seq_len, nbytes),
     compare=exact_int,
-    hint="two tensors (K and V) per layer, each batch x kv_heads x seq_len x head_dim values of nbytes bytes.",
+    hint="two tensors (K and V) per layer, each batch x kv_heads x seq_len x head_dim values of "
+         "nbytes bytes.",
 ))

@@ -1,4 +1,5 @@
-"""Chapter 5's exercises: RMSNorm, SwiGLU, a Llama parameter count, top-p filtering, one KV-cache step."""
+"""Chapter 5's exercises: RMSNorm, SwiGLU, a Llama parameter count, top-p filtering, one KV-cache
+step."""
 from __future__ import annotations
 
 import torch
@@ -18,17 +19,21 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
         return norm(x)
 
 
-def _swiglu(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
-    mlp = MLP(ModelConfig(d_model=x.shape[-1], n_head=1, d_ff=w_up.shape[0], mlp="swiglu", bias=False))
+def _swiglu(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor,
+            w_down: torch.Tensor) -> torch.Tensor:
+    config = ModelConfig(d_model=x.shape[-1], n_head=1, d_ff=w_up.shape[0], mlp="swiglu",
+                         bias=False)
+    mlp = MLP(config)
     with torch.no_grad():
         mlp.gate.weight.copy_(w_gate), mlp.up.weight.copy_(w_up), mlp.down.weight.copy_(w_down)
         return mlp(x)
 
 
 def _llama(vocab, d_model, n_layer, n_head, n_kv_head, d_ff, tied) -> int:
-    return parameter_count(ModelConfig(vocab_size=vocab, d_model=d_model, n_layer=n_layer, n_head=n_head,
-                                       n_kv_head=n_kv_head, d_ff=d_ff, norm="rmsnorm", mlp="swiglu",
-                                       position="rope", bias=False, tie_embeddings=tied))
+    config = ModelConfig(vocab_size=vocab, d_model=d_model, n_layer=n_layer, n_head=n_head,
+                         n_kv_head=n_kv_head, d_ff=d_ff, norm="rmsnorm", mlp="swiglu",
+                         position="rope", bias=False, tie_embeddings=tied)
+    return parameter_count(config)
 
 
 def _cache_step(k_cache, v_cache, q, k_new, v_new):
@@ -38,8 +43,10 @@ def _cache_step(k_cache, v_cache, q, k_new, v_new):
 
 register(Exercise(
     id="5.1", title="RMSNorm", function="rms_norm", points=2,
-    cases=lambda g: [("(2, 3, 8)", (torch.randn(2, 3, 8, generator=g), torch.rand(8, generator=g), 1e-5)),
-                     ("large values", (100 * torch.randn(4, 16, generator=g), torch.ones(16), 1e-6))],
+    cases=lambda g: [("(2, 3, 8)",
+                      (torch.randn(2, 3, 8, generator=g), torch.rand(8, generator=g), 1e-5)),
+                     ("large values",
+                      (100 * torch.randn(4, 16, generator=g), torch.ones(16), 1e-6))],
     reference=_rms_norm,
     compare=lambda expected, got: same_tensor(expected, got, atol=1e-5, rtol=1e-5),
     hint="x / sqrt(mean(x**2 over the last dimension) + eps), times weight.",
@@ -47,10 +54,12 @@ register(Exercise(
 
 register(Exercise(
     id="5.2", title="SwiGLU", function="swiglu", points=2,
-    cases=lambda g: [("d=8, hidden 16", (torch.randn(2, 3, 8, generator=g), torch.randn(16, 8, generator=g),
-                                         torch.randn(16, 8, generator=g), torch.randn(8, 16, generator=g))),
-                     ("d=4, hidden 12", (torch.randn(5, 4, generator=g), torch.randn(12, 4, generator=g),
-                                         torch.randn(12, 4, generator=g), torch.randn(4, 12, generator=g)))],
+    cases=lambda g: [("d=8, hidden 16",
+                      (torch.randn(2, 3, 8, generator=g), torch.randn(16, 8, generator=g),
+                       torch.randn(16, 8, generator=g), torch.randn(8, 16, generator=g))),
+                     ("d=4, hidden 12",
+                      (torch.randn(5, 4, generator=g), torch.randn(12, 4, generator=g),
+                       torch.randn(12, 4, generator=g), torch.randn(4, 12, generator=g)))],
     reference=_swiglu,
     compare=lambda expected, got: same_tensor(expected, got, atol=1e-4, rtol=1e-5),
     hint="weights are (out, in) like nn.Linear: down(silu(x @ w_gate.T) * (x @ w_up.T)).",
@@ -63,8 +72,9 @@ register(Exercise(
                      ("a small GQA config", (1000, 64, 2, 4, 2, 172, False))],
     reference=_llama,
     compare=exact_int,
-    hint="per layer: q and o are d x d, k and v are d x (kv_heads * head_dim), gate/up/down are 3 x d x d_ff, two "
-         "RMSNorm weights of d; plus embeddings, a final norm, and an untied head of vocab x d. No biases.",
+    hint="per layer: q and o are d x d, k and v are d x (kv_heads * head_dim), gate/up/down are "
+         "3 x d x d_ff, two RMSNorm weights of d; plus embeddings, a final norm, and an untied "
+         "head of vocab x d. No biases.",
 ))
 
 register(Exercise(
@@ -73,16 +83,19 @@ register(Exercise(
                     + [("p=1 keeps everything", (torch.randn(2, 10, generator=g), 1.0))],
     reference=top_p_filter,
     compare=same_tensor,
-    hint="sort probabilities in descending order; keep a token if the probability mass before it is below p (so "
-         "the top token always stays); set the other logits to -inf, in the original order.",
+    hint="sort probabilities in descending order; keep a token if the probability mass before it "
+         "is below p (so the top token always stays); set the other logits to -inf, in the "
+         "original order.",
 ))
 
 register(Exercise(
     id="5.5", title="One step with a KV cache", function="kv_cache_step", points=3,
-    cases=lambda g: [(f"{S} cached positions", tuple(torch.randn(1, 2, n, 8, generator=g) for n in (S, S, 1, 1, 1)))
+    cases=lambda g: [(f"{S} cached positions",
+                      tuple(torch.randn(1, 2, n, 8, generator=g) for n in (S, S, 1, 1, 1)))
                      for S in (1, 6)],
     reference=_cache_step,
     compare=lambda expected, got: same_tensors(expected, got, ("output", "keys", "values")),
-    hint="append k_new and v_new to the caches along the time dimension (dim 2), then attend with q over all of "
-         "them (no mask: the newest token may see every earlier one). Return (output, keys, values).",
+    hint="append k_new and v_new to the caches along the time dimension (dim 2), then attend with "
+         "q over all of them (no mask: the newest token may see every earlier one). "
+         "Return (output, keys, values).",
 ))

@@ -27,7 +27,7 @@ def _mask(prompt: list[int], response: list[int]) -> tuple[list[int], list[int]]
 def _pair(expected: tuple[list[int], list[int]], got: Any) -> str | None:
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         return f"expected a pair (inputs, targets), got {type(got).__name__} {got!r}"[:160]
-    for name, e, g in zip(("inputs", "targets"), expected, got):
+    for name, e, g in zip(("inputs", "targets"), expected, got, strict=True):
         problem = same_sequence(e, g)
         if problem:
             return f"{name}: {problem}"

@@ -104,7 +104,7 @@ register(Exercise(
 def _interval(expected: tuple[float, float], got) -> str | None:
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         return f"expected a tuple (low, high), got {got!r}"
-    for name, e, v in zip(("low", "high"), expected, got):
+    for name, e, v in zip(("low", "high"), expected, got, strict=True):
         problem = close_number(e, v, rel=1e-7)
         if problem:
             return f"{name}: {problem}"

@@ -1,6 +1,6 @@
-"""What an exercise is: the learner's function name, cases drawn at random, the package's reference answer, and a
-comparison that explains the first difference. Exercises register themselves by id ("1.2") when their chapter's
-module is imported.
+"""What an exercise is: the learner's function name, cases drawn at random, the package's
+reference answer, and a comparison that explains the first difference. Exercises register
+themselves by id ("1.2") when their chapter's module is imported.
 
 >>> ex = get_exercise("1.1")
 >>> ex.function, ex.points
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -31,9 +32,11 @@ class Exercise:
     title: str
     function: str  # the name the learner's notebook defines
     points: int
-    cases: Callable[[torch.Generator], list[Case]]  # inputs: plain tensors, numbers, strings, lists and dicts only
+    # inputs: plain tensors, numbers, strings, lists and dicts only
+    cases: Callable[[torch.Generator], list[Case]]
     reference: Callable[..., Any]  # the package's answer for one case
-    compare: Callable[[Any, Any], str | None]  # (expected, got) -> None if right, else what is wrong
+    # (expected, got) -> None if right, else what is wrong
+    compare: Callable[[Any, Any], str | None]
     hint: str
 
     @property
@@ -41,7 +44,8 @@ class Exercise:
         return int(self.id.split(".")[0])
 
     def stub_message(self) -> str:
-        return f"Exercise {self.id}: replace this line with your code"  # short: fits the 88-column cells
+        # short: fits the 88-column cells
+        return f"Exercise {self.id}: replace this line with your code"
 
 
 _REGISTRY: dict[str, Exercise] = {}
@@ -73,7 +77,7 @@ def get_exercise(exercise_id: str) -> Exercise:
         raise ValueError(f"unknown exercise {exercise_id!r}; the exercises are: {known}") from None
 
 
-# --- comparisons: each returns None when `got` is right, else a sentence a learner can act on -----------------------
+# --- comparisons: each returns None when `got` is right, else a sentence a learner can act on ---
 
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
@@ -81,8 +85,10 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:120]
 
 
-def same_tensor(expected: torch.Tensor, got: Any, atol: float = 0.0, rtol: float = 0.0) -> str | None:
-    """Exact (or, with tolerances, close) tensor equality, with the shape and the first wrong entry explained."""
+def same_tensor(expected: torch.Tensor, got: Any, atol: float = 0.0,
+                rtol: float = 0.0) -> str | None:
+    """Exact (or, with tolerances, close) tensor equality, with the shape and the first wrong entry
+    explained."""
     if not isinstance(got, torch.Tensor):
         return f"expected a torch.Tensor of shape {tuple(expected.shape)}, got {_describe(got)}"
     if got.shape != expected.shape:
@@ -93,7 +99,8 @@ def same_tensor(expected: torch.Tensor, got: Any, atol: float = 0.0, rtol: float
     diff = ~torch.isclose(got.double(), expected.double(), atol=atol, rtol=rtol, equal_nan=True)
     if diff.any():
         where = tuple(int(i) for i in diff.nonzero()[0])
-        return f"at index {where} expected {expected[where].item():.6g}, got {got[where].item():.6g}"
+        want, have = expected[where].item(), got[where].item()
+        return f"at index {where} expected {want:.6g}, got {have:.6g}"
     return None
 
 
@@ -117,7 +124,9 @@ def exact_int(expected: int, got: Any) -> str | None:
         got = got.item()
     if isinstance(got, bool) or not isinstance(got, int):
         return f"expected an int, got {_describe(got)}"
-    return None if got == expected else f"expected {expected:,}, got {got:,} (off by {got - expected:+,})"
+    if got == expected:
+        return None
+    return f"expected {expected:,}, got {got:,} (off by {got - expected:+,})"
 
 
 def same_set(expected: set, got: Any) -> str | None:
@@ -135,12 +144,18 @@ def same_set(expected: set, got: Any) -> str | None:
 
 
 def same_sequence(expected: Sequence[Any], got: Any) -> str | None:
-    """Equal lists or tuples of plain values (ints, pairs of ints), with the first difference explained."""
+    """Equal lists or tuples of plain values (ints, pairs of ints), with the first difference
+    explained."""
     if not isinstance(got, (list, tuple)):
-        return f"expected a {type(expected).__name__} of length {len(expected)}, got {_describe(got)}"
-    normalise = lambda xs: [tuple(x) if isinstance(x, (list, tuple)) else x for x in xs]
+        kind = type(expected).__name__
+        return f"expected a {kind} of length {len(expected)}, got {_describe(got)}"
+
+    def normalise(xs: Sequence[Any]) -> list[Any]:
+        return [tuple(x) if isinstance(x, (list, tuple)) else x for x in xs]
+
     want, have = normalise(expected), normalise(got)
-    for i, (a, b) in enumerate(zip(want, have)):
+    # the lengths may differ: the first differing item is reported, then the lengths
+    for i, (a, b) in enumerate(zip(want, have, strict=False)):
         if a != b:
             return f"at position {i} expected {a!r}, got {b!r}"
     if len(want) != len(have):
@@ -148,11 +163,13 @@ def same_sequence(expected: Sequence[Any], got: Any) -> str | None:
     return None
 
 
-def same_tensors(expected: Sequence[torch.Tensor], got: Any, names: Sequence[str], atol: float = 1e-5) -> str | None:
+def same_tensors(expected: Sequence[torch.Tensor], got: Any, names: Sequence[str],
+                 atol: float = 1e-5) -> str | None:
     """A tuple of tensors, each compared with same_tensor(atol); names say which one differs."""
     if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-        return f"expected a tuple of {len(expected)} tensors ({', '.join(names)}), got {_describe(got)}"
-    for name, e, g in zip(names, expected, got):
+        listed = ", ".join(names)
+        return f"expected a tuple of {len(expected)} tensors ({listed}), got {_describe(got)}"
+    for name, e, g in zip(names, expected, got, strict=True):
         problem = same_tensor(e, g, atol=atol, rtol=1e-5)
         if problem:
             return f"{name}: {problem}"

@@ -1,4 +1,5 @@
-"""Generate exercises/ from solutions/: the only way exercise notebooks are made (nobody edits them by hand).
+"""Generate exercises/ from solutions/: the only way exercise notebooks are made (nobody edits them
+by hand).
 
 In a solution notebook, each answer sits between two marker lines naming its exercise:
 
@@ -8,11 +9,12 @@ In a solution notebook, each answer sits between two marker lines naming its exe
         ### END SOLUTION
 
 The exercise notebook gets, in its place, a stub at the same indentation that raises
-`NotImplementedError("Exercise 1.1: replace this line with your code")`. Outputs are cleared, and the
-`# NBVAL_CHECK_OUTPUT` markers are dropped (an unattempted exercise prints "not attempted yet", not the solution's
-"passed").
+`NotImplementedError("Exercise 1.1: replace this line with your code")`. Outputs are cleared, and
+the `# NBVAL_CHECK_OUTPUT` markers are dropped (an unattempted exercise prints "not attempted yet",
+not the solution's "passed").
 
->>> print(strip_solutions("def f():\\n    ### BEGIN SOLUTION 1.1\\n    return 1\\n    ### END SOLUTION\\n"))
+>>> print(strip_solutions("def f():\\n    ### BEGIN SOLUTION 1.1\\n"
+...                       "    return 1\\n    ### END SOLUTION\\n"))
 def f():
     raise NotImplementedError("Exercise 1.1: replace this line with your code")
 <BLANKLINE>
@@ -38,10 +40,12 @@ def strip_solutions(source: str) -> str:
         begin, end = BEGIN.match(line), END.match(line)
         if begin:
             if inside:
-                raise ValueError(f"line {number}: BEGIN SOLUTION inside the solution begun on line {inside}")
+                raise ValueError(f"line {number}: BEGIN SOLUTION inside the solution begun on "
+                                 f"line {inside}")
             inside = number
             message = get_exercise(begin.group("id")).stub_message()
-            out.append(f'{begin.group("indent")}raise NotImplementedError({message!r})\n'.replace("'", '"'))
+            stub = f'{begin.group("indent")}raise NotImplementedError({message!r})\n'
+            out.append(stub.replace("'", '"'))
         elif end:
             if not inside:
                 raise ValueError(f"line {number}: END SOLUTION without a BEGIN SOLUTION")
@@ -63,7 +67,8 @@ def exercise_notebook(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def generate(solutions: Path, exercises: Path, check_only: bool = False) -> list[str]:
-    """Write exercises/ from solutions/ (or, with check_only, write nothing). Returns what is or was out of date."""
+    """Write exercises/ from solutions/ (or, with check_only, write nothing). Returns what is or was
+    out of date."""
     stale = []
     wanted = {}
     for path in sorted(solutions.glob("*.ipynb")):

@@ -1,15 +1,18 @@
-"""Grade whole notebooks: `python -m llmcourse grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]`.
+"""Grade whole notebooks from the command line:
+`python -m llmcourse grade NOTEBOOK.ipynb [...] [--json PATH] [--gradescope PATH]`.
 
 How a grade stays correct whatever the notebook does:
-- The cases and the package's answers are computed here, in the grader's process, before any learner code runs,
-  from a seed drawn fresh for each run.
-- The learner's notebook runs in a separate kernel (see kernel.py). Only the inputs go in; the learner's function's
-  outputs come back as plain tensors and numbers, loaded with torch.load(weights_only=True), and are compared here.
-  Whatever the notebook patches (torch, llmcourse, `check`, print) lives and dies in its own kernel.
+- The cases and the package's answers are computed here, in the grader's process, before any
+  learner code runs, from a seed drawn fresh for each run.
+- The learner's notebook runs in a separate kernel (see kernel.py). Only the inputs go in; the
+  learner's function's outputs come back as plain tensors and numbers, loaded with
+  torch.load(weights_only=True), and are compared here. Whatever the notebook patches (torch,
+  llmcourse, `check`, print) lives and dies in its own kernel.
 - The notebook's own check cells and printed output are ignored.
 
-- The kernel runs in a sandbox where the system allows (sandbox.py): it cannot write outside its scratch folder,
-  read other files, reach the network, or outlive its notebook, and it has limits on memory, CPU and processes.
+- The kernel runs in a sandbox where the system allows (sandbox.py): it cannot write outside its
+  scratch folder, read other files, reach the network, or outlive its notebook, and it has limits
+  on memory, CPU and processes.
 
 What it does not protect against is listed in the book's page on exercises.
 """
@@ -30,8 +33,14 @@ import torch
 from llmcourse.grading.exercise import Exercise, chapter_exercises
 from llmcourse.grading.feedback import CheckResult, judge, reference_cases
 from llmcourse.grading.kernel import run_with_jobs
-from llmcourse.grading.sandbox import (Limits, SandboxError, prepare_scratch, readable_paths, sandbox_command,
-                                       sandbox_problem)
+from llmcourse.grading.sandbox import (
+    Limits,
+    SandboxError,
+    prepare_scratch,
+    readable_paths,
+    sandbox_command,
+    sandbox_problem,
+)
 from llmcourse.grading.transport import from_plain, to_plain
 
 
@@ -39,8 +48,8 @@ class GradingError(ValueError):
     """The notebook cannot be graded at all (missing, not a notebook, unknown chapter)."""
 
 
-# Runs inside the learner's kernel: self-contained (to_plain travels as source; nothing is imported from llmcourse),
-# and sends back plain data only.
+# Runs inside the learner's kernel: self-contained (to_plain travels as source; nothing is imported
+# from llmcourse), and sends back plain data only.
 JOB_SOURCE = inspect.getsource(to_plain) + '''
 def _llmcourse_grading_job(inputs, outputs, name):
     import torch
@@ -90,14 +99,16 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, int]:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
     except Exception as err:  # noqa: BLE001 - JSON errors, schema errors, unreadable files
-        raise GradingError(f"{path}: not a valid Jupyter notebook ({type(err).__name__}: {err})") from None
+        reason = f"{type(err).__name__}: {err}"
+        raise GradingError(f"{path}: not a valid Jupyter notebook ({reason})") from None
     chapter = nb.metadata.get("llmcourse", {}).get("chapter")
     if chapter is None:
         match = re.match(r"ch(\d+)", path.name)
         chapter = int(match.group(1)) if match else None
     if not isinstance(chapter, int):
-        raise GradingError(f"{path}: cannot tell which chapter this notebook is for (no llmcourse.chapter in its "
-                           f"metadata, and its name does not start with chNN)")
+        raise GradingError(f"{path}: cannot tell which chapter this notebook is for "
+                           f"(no llmcourse.chapter in its metadata, "
+                           f"and its name does not start with chNN)")
     try:
         chapter_exercises(chapter)
     except ValueError as err:
@@ -105,25 +116,30 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, int]:
     return nb, chapter
 
 
-def _result_from_outputs(exercise: Exercise, cases: list[Any], status: str, out_file: Path) -> CheckResult:
+def _result_from_outputs(exercise: Exercise, cases: list[Any], status: str,
+                         out_file: Path) -> CheckResult:
     if status != "ran":
-        return CheckResult(exercise.id, "error", f"{exercise.title}: calling {exercise.function} {status}", 0,
-                           exercise.points)
+        message = f"{exercise.title}: calling {exercise.function} {status}"
+        return CheckResult(exercise.id, "error", message, 0, exercise.points)
     try:
         outcomes = torch.load(out_file, weights_only=True)
-        if not isinstance(outcomes, list) or not all(isinstance(o, tuple) and len(o) == 2 for o in outcomes):
+        well_formed = isinstance(outcomes, list) and all(
+            isinstance(o, tuple) and len(o) == 2 for o in outcomes)
+        if not well_formed:
             raise ValueError("unexpected structure")
     except Exception as err:  # noqa: BLE001 - missing, tampered or unloadable results
-        return CheckResult(exercise.id, "error", f"{exercise.title}: no usable result from {exercise.function} "
-                                                 f"({type(err).__name__})", 0, exercise.points)
+        message = (f"{exercise.title}: no usable result from {exercise.function} "
+                   f"({type(err).__name__})")
+        return CheckResult(exercise.id, "error", message, 0, exercise.points)
     if outcomes and outcomes[0][0] == "missing":
-        return CheckResult(exercise.id, "not attempted", f"{exercise.title}: the notebook does not define "
-                                                         f"{exercise.function}", 0, exercise.points)
+        message = f"{exercise.title}: the notebook does not define {exercise.function}"
+        return CheckResult(exercise.id, "not attempted", message, 0, exercise.points)
     return judge(exercise, cases, [(kind, from_plain(value)) for kind, value in outcomes])
 
 
 def use_sandbox(mode: str) -> bool:
-    """Whether to sandbox, for mode "auto" (where the system allows), "on" (SandboxError where it cannot) or "off"."""
+    """Whether to sandbox, for mode "auto" (where the system allows), "on" (SandboxError where it
+    cannot) or "off"."""
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"sandbox must be 'auto', 'on' or 'off', got {mode!r}")
     if mode == "off":
@@ -137,13 +153,14 @@ def use_sandbox(mode: str) -> bool:
 def grade_notebook(path: Path, cell_timeout: float = 120, exercise_timeout: float = 30,
                    seed: int | None = None, sandbox: bool | None = None,
                    limits: Limits = Limits()) -> NotebookGrade:
-    """Grade one notebook. Its kernel runs in the sandbox if `sandbox`, or, by default (None), where the system
-    allows it (`use_sandbox("auto")`)."""
+    """Grade one notebook. Its kernel runs in the sandbox if `sandbox`, or, by default (None), where
+    the system allows it (`use_sandbox("auto")`)."""
     nb, chapter = read_notebook(path)
     if sandbox is None:
         sandbox = use_sandbox("auto")
     exercises = chapter_exercises(chapter)
-    prepared = {ex.id: reference_cases(ex, seed) for ex in exercises}  # before any learner code runs
+    # computed before any learner code runs
+    prepared = {ex.id: reference_cases(ex, seed) for ex in exercises}
     with tempfile.TemporaryDirectory(prefix="llmcourse-grade-") as tmp:
         workdir = path.resolve().parent
         command = None
@@ -154,11 +171,13 @@ def grade_notebook(path: Path, cell_timeout: float = 120, exercise_timeout: floa
         for ex in exercises:
             inputs, outputs = Path(tmp) / f"{ex.id}.in.pt", Path(tmp) / f"{ex.id}.out.pt"
             torch.save([args for _, args, _ in prepared[ex.id]], inputs)
-            jobs[ex.id] = JOB_SOURCE + f"_llmcourse_grading_job({str(inputs)!r}, {str(outputs)!r}, {ex.function!r})\n"
+            call = f"_llmcourse_grading_job({str(inputs)!r}, {str(outputs)!r}, {ex.function!r})\n"
+            jobs[ex.id] = JOB_SOURCE + call
         run = run_with_jobs(nb, jobs, workdir, Path(tmp), cell_timeout, exercise_timeout, command)
         results = [_result_from_outputs(ex, prepared[ex.id], run.jobs.get(ex.id, "did not run"),
                                         Path(tmp) / f"{ex.id}.out.pt") for ex in exercises]
-    problems = [f"cell {i + 1} {why} and was skipped" for i, why in sorted(run.failed_cells.items())]
+    failed = sorted(run.failed_cells.items())
+    problems = [f"cell {i + 1} {why} and was skipped" for i, why in failed]
     return NotebookGrade(str(path), chapter, results, problems, sandboxed=sandbox)
 
 
@@ -166,10 +185,11 @@ def report_json(grades: list[NotebookGrade]) -> dict[str, Any]:
     return {
         "score": sum(g.score for g in grades),
         "max_score": sum(g.max_score for g in grades),
-        "exercises": [{"notebook": g.notebook, "id": r.exercise, "status": r.status, "score": r.points,
-                       "max_score": r.max_points, "message": r.message} for g in grades for r in g.results],
-        "notebooks": [{"notebook": g.notebook, "chapter": g.chapter, "score": g.score, "max_score": g.max_score,
-                       "problems": g.problems} for g in grades],
+        "exercises": [{"notebook": g.notebook, "id": r.exercise, "status": r.status,
+                       "score": r.points, "max_score": r.max_points, "message": r.message}
+                      for g in grades for r in g.results],
+        "notebooks": [{"notebook": g.notebook, "chapter": g.chapter, "score": g.score,
+                       "max_score": g.max_score, "problems": g.problems} for g in grades],
     }
 
 
@@ -184,7 +204,8 @@ def report_gradescope(grades: list[NotebookGrade]) -> dict[str, Any]:
 
 
 def report_csv(path: Path, grades: list[NotebookGrade]) -> None:
-    """One row per notebook: its score, each exercise's points, whether it ran sandboxed, and its problems."""
+    """One row per notebook: its score, each exercise's points, whether it ran sandboxed, and its
+    problems."""
     import csv
     import io
 
@@ -194,7 +215,8 @@ def report_csv(path: Path, grades: list[NotebookGrade]) -> None:
     writer.writerow(["notebook", "chapter", "score", "max_score", *ids, "sandboxed", "problems"])
     for g in grades:
         points = {r.exercise: r.points for r in g.results}
-        writer.writerow([g.notebook, g.chapter, g.score, g.max_score, *(points.get(i, "") for i in ids),
+        writer.writerow([g.notebook, g.chapter, g.score, g.max_score,
+                         *(points.get(i, "") for i in ids),
                          "yes" if g.sandboxed else "no", "; ".join(g.problems)])
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
@@ -205,20 +227,24 @@ def report_csv(path: Path, grades: list[NotebookGrade]) -> None:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as tmp:
         json.dump(data, tmp, indent=2, ensure_ascii=False)
     os.replace(tmp.name, path)
 
 
 def format_table(grade: NotebookGrade) -> str:
-    lines = [f"{grade.notebook} (chapter {grade.chapter}{', sandboxed' if grade.sandboxed else ''})"]
+    sandboxed = ", sandboxed" if grade.sandboxed else ""
+    lines = [f"{grade.notebook} (chapter {grade.chapter}{sandboxed})"]
     for r in grade.results:
         first_line = r.message.splitlines()[0]
-        lines.append(f"  {r.exercise:<5} {r.points:>2}/{r.max_points:<2} {r.status:<14} {first_line}")
+        score = f"{r.points:>2}/{r.max_points:<2}"
+        lines.append(f"  {r.exercise:<5} {score} {r.status:<14} {first_line}")
     lines += [f"  ! {p}" for p in grade.problems]
     lines.append(f"  total {grade.score}/{grade.max_score}")
     return "\n".join(lines)
 
 
-__all__ = ["GradingError", "NotebookGrade", "grade_notebook", "read_notebook", "report_csv", "report_gradescope",
-           "report_json", "use_sandbox", "write_json_atomically", "format_table"]
+__all__ = ["GradingError", "NotebookGrade", "grade_notebook", "read_notebook", "report_csv",
+           "report_gradescope", "report_json", "use_sandbox", "write_json_atomically",
+           "format_table"]

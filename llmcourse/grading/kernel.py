@@ -1,8 +1,9 @@
 """Run a learner's notebook in a fresh kernel, cell by cell, whatever its cells do.
 
-A cell that runs past its time limit, or kills the kernel (os._exit, a segfault), is recorded and skipped: the kernel
-is restarted and the cells that worked are replayed, so later definitions still count. The same holds for the
-grader's own calls of the learner's functions, appended after the learner's cells.
+A cell that runs past its time limit, or kills the kernel (os._exit, a segfault), is recorded and
+skipped: the kernel is restarted and the cells that worked are replayed, so later definitions still
+count. The same holds for the grader's own calls of the learner's functions, appended after the
+learner's cells.
 """
 from __future__ import annotations
 
@@ -22,16 +23,20 @@ MAX_RESTARTS = 8
 
 @dataclass
 class KernelRun:
-    failed_cells: dict[int, str] = field(default_factory=dict)  # cell index -> "timed out" / "crashed the kernel"
-    jobs: dict[str, str] = field(default_factory=dict)  # job key -> "ran" / "timed out" / "crashed the kernel"
+    # cell index -> "timed out" / "crashed the kernel"
+    failed_cells: dict[int, str] = field(default_factory=dict)
+    # job key -> "ran" / "timed out" / "crashed the kernel"
+    jobs: dict[str, str] = field(default_factory=dict)
 
 
 def run_with_jobs(nb: nbformat.NotebookNode, jobs: dict[str, str], workdir: Path, scratch: Path,
-                  cell_timeout: float, job_timeout: float, sandbox: list[str] | None = None) -> KernelRun:
-    """Execute every code cell of `nb`, then each job's source (keyed by name), in one kernel, surviving hangs and
-    crashes. Learner cells that raise are fine: their errors stay in their outputs. The kernel talks over IPC sockets
-    in `scratch` (local only, and no warning about unencrypted TCP). With `sandbox` (sandbox.sandbox_command), the
-    kernel runs inside it, its connection file in `scratch`."""
+                  cell_timeout: float, job_timeout: float,
+                  sandbox: list[str] | None = None) -> KernelRun:
+    """Execute every code cell of `nb`, then each job's source (keyed by name), in one kernel,
+    surviving hangs and crashes. Learner cells that raise are fine: their errors stay in their
+    outputs. The kernel talks over IPC sockets in `scratch` (local only, and no warning about
+    unencrypted TCP). With `sandbox` (sandbox.sandbox_command), the kernel runs inside it, its
+    connection file in `scratch`."""
     run = KernelRun()
     learner = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     for attempt in range(MAX_RESTARTS):
@@ -45,8 +50,10 @@ def run_with_jobs(nb: nbformat.NotebookNode, jobs: dict[str, str], workdir: Path
             config.NotebookClient.kernel_manager_class = SandboxedKernelManager
             config.SandboxedKernelManager.sandbox = sandbox
             config.KernelManager.connection_file = str(scratch / f"kernel-{attempt}.json")
-        # the client owns its kernel and kills it outright on exit: a kernel stuck in a loop gets no grace period
-        client = NotebookClient(work, config=config, shutdown_kernel="immediate", timeout=cell_timeout, interrupt_on_timeout=False, allow_errors=True,
+        # the client owns its kernel and kills it outright on exit: a kernel stuck in a loop gets no
+        # grace period
+        client = NotebookClient(work, config=config, shutdown_kernel="immediate",
+                                timeout=cell_timeout, interrupt_on_timeout=False, allow_errors=True,
                                 kernel_name="python3", startup_timeout=120, record_timing=False,
                                 resources={"metadata": {"path": str(workdir)}})
         current: tuple[str, int | str] | None = None

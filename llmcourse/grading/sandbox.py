@@ -22,9 +22,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from traitlets import List, Unicode
@@ -55,21 +56,9 @@ def sandbox_problem() -> str | None:
     if bwrap is None:
         return "bubblewrap is not installed (apt-get install bubblewrap)"
     try:
-        probe = subprocess.run(
-            [
-                bwrap,
-                "--ro-bind",
-                "/",
-                "/",
-                "--unshare-net",
-                "--unshare-pid",
-                "--die-with-parent",
-                "true",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
+        command = [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid",
+                   "--die-with-parent", "true"]
+        probe = subprocess.run(command, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"bubblewrap did not run ({type(err).__name__})"
     if probe.returncode != 0:
@@ -126,29 +115,19 @@ def _parents(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def sandbox_command(
-    readable: Sequence[Path], scratch: Path, workdir: Path, limits: Limits = Limits()
-) -> list[str]:
+def sandbox_command(readable: Sequence[Path], scratch: Path, workdir: Path,
+                    limits: Limits = Limits()) -> list[str]:
     """The command that runs another command in the sandbox: bwrap, its mounts and namespaces, then
     prlimit, then (as root) setpriv to the user nobody. Append the kernel's command to it."""
     argv = [
         shutil.which("bwrap") or "bwrap",
         "--die-with-parent",
         "--new-session",
-        "--unshare-net",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--hostname",
-        "sandbox",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--perms",
-        "1777",
-        "--tmpfs",
-        "/tmp",
+        "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--hostname", "sandbox",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--perms", "1777", "--tmpfs", "/tmp",
     ]
     for name in SYSTEM:
         path = Path(name)
@@ -162,27 +141,16 @@ def sandbox_command(
     for path in readable:
         argv += ["--ro-bind", str(path), str(path)]
     argv += [
-        "--bind",
-        str(scratch),
-        str(scratch),
-        "--chdir",
-        str(workdir),
-        "--setenv",
-        "HOME",
-        str(scratch),
-        "--setenv",
-        "TMPDIR",
-        "/tmp",
-        "--setenv",
-        "MPLCONFIGDIR",
-        str(scratch / ".matplotlib"),
-        "--unsetenv",
-        "JUPYTER_RUNTIME_DIR",
+        "--bind", str(scratch), str(scratch),
+        "--chdir", str(workdir),
+        "--setenv", "HOME", str(scratch),
+        "--setenv", "TMPDIR", "/tmp",
+        "--setenv", "MPLCONFIGDIR", str(scratch / ".matplotlib"),
+        "--unsetenv", "JUPYTER_RUNTIME_DIR",
         # the parent's PID means nothing in the sandbox's own PID namespace, where the kernel's
         # parent is bwrap's init: a kernel watching it would exit at once; --die-with-parent does
         # that job instead
-        "--unsetenv",
-        "JPY_PARENT_PID",
+        "--unsetenv", "JPY_PARENT_PID",
     ]
     argv += [
         "prlimit",

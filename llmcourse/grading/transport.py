@@ -1,9 +1,10 @@
 """How a learner's answer travels from their kernel to the grader: as plain data only.
 
-`to_plain` runs inside the learner's kernel (the grader sends its source, so the kernel needs nothing from llmcourse)
-and in-process for `check`, so both see answers the same way. Tensors become plain CPU tensors; numbers, strings and
-None stay; lists, tuples, sets and dicts are rebuilt from their items; anything else is refused. `from_plain` undoes
-the set and dict wrapping after `torch.load(weights_only=True)`.
+`to_plain` runs inside the learner's kernel (the grader sends its source, so the kernel needs
+nothing from llmcourse) and in-process for `check`, so both see answers the same way. Tensors
+become plain CPU tensors; numbers, strings and None stay; lists, tuples, sets and dicts are rebuilt
+from their items; anything else is refused. `from_plain` undoes the set and dict wrapping after
+`torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ def to_plain(value, depth=0):
     if type(value) in (set, frozenset):
         return {"__set__": [to_plain(v, depth + 1) for v in value]}
     if type(value) is dict:
-        return {"__dict__": [(to_plain(k, depth + 1), to_plain(v, depth + 1)) for k, v in value.items()]}
-    raise TypeError(f"returned {type(value).__name__}, which is not a tensor, number, string, or a list, tuple, "
-                    f"set or dict of them")
+        items = [(to_plain(k, depth + 1), to_plain(v, depth + 1)) for k, v in value.items()]
+        return {"__dict__": items}
+    raise TypeError(f"returned {type(value).__name__}, which is not a tensor, number, string, "
+                    f"or a list, tuple, set or dict of them")
 
 
 def from_plain(value: Any) -> Any:

@@ -85,7 +85,7 @@ class Tokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int, special_tokens: Collection[str] = (),
-              pattern: str = GPT2_PATTERN, name: str = "bpe") -> "Tokenizer":
+              pattern: str = GPT2_PATTERN, name: str = "bpe") -> Tokenizer:
         """Train on `text` (see `train_bpe`). Special tokens cut the text before
         pre-tokenization, so no merge learns a piece of one, and take the last ids."""
         check_special_tokens(special_tokens)

@@ -37,7 +37,7 @@ def most_frequent_pair(ids: list[int], vocab: dict[int, bytes]) -> tuple[int, in
     """
     if len(ids) < 2:
         raise ValueError(f"need at least two ids to form a pair, got {len(ids)}")
-    counts = Counter(zip(ids, ids[1:]))
+    counts = Counter(zip(ids, ids[1:], strict=False))
     return max(counts, key=lambda pair: (counts[pair], vocab[pair[0]], vocab[pair[1]]))
 
 
@@ -85,7 +85,7 @@ def encode_with_merges(text: str, merges: list[tuple[int, int]]) -> list[int]:
     order = {tuple(pair): i for i, pair in enumerate(merges)}
     ids = list(text.encode("utf-8"))
     while len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: order.get(p, len(order)))
+        pair = min(zip(ids, ids[1:], strict=False), key=lambda p: order.get(p, len(order)))
         if pair not in order:
             break
         ids = merge_pair(ids, pair, 256 + order[pair])

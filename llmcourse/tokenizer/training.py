@@ -127,8 +127,8 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_PATTERN,
 
     pair_counts: dict[tuple[int, int], int] = defaultdict(int)
     where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> chunks that may hold it
-    for index, (word, freq) in enumerate(zip(words, freqs)):
-        for pair in zip(word, word[1:]):
+    for index, (word, freq) in enumerate(zip(words, freqs, strict=True)):
+        for pair in zip(word, word[1:], strict=False):
             pair_counts[pair] += freq
             where[pair].add(index)
 
@@ -156,12 +156,12 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_PATTERN,
             word, freq = words[index], freqs[index]
             if len(word) < 2:
                 continue
-            for old in zip(word, word[1:]):
+            for old in zip(word, word[1:], strict=False):
                 pair_counts[old] -= freq
                 changed.add(old)
             merged_word = merge_pair(word, pair, new_id)
             words[index] = merged_word
-            for new in zip(merged_word, merged_word[1:]):
+            for new in zip(merged_word, merged_word[1:], strict=False):
                 pair_counts[new] += freq
                 where[new].add(index)
                 changed.add(new)

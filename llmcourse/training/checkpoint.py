@@ -1,10 +1,12 @@
-"""Training checkpoints that survive a crash: written whole or not at all, loaded without running code.
+"""Training checkpoints that survive a crash: written whole or not at all, loaded without running
+code.
 
-A checkpoint is one file holding everything a run needs to continue exactly where it stopped: the model, the
-optimizer's moments, the grad scaler, every random generator, the step (which fixes the learning rate) and the data
-sampler's position. It is written to a temporary file in the same folder, flushed to disk, then renamed over the old
-one: a rename within a folder is atomic, so a process killed mid-write leaves the previous checkpoint whole.
-Loading uses `torch.load(weights_only=True)`, which unpickles tensors and plain containers only, so a checkpoint
+A checkpoint is one file holding everything a run needs to continue exactly where it stopped: the
+model, the optimizer's moments, the grad scaler, every random generator, the step (which fixes the
+learning rate) and the data sampler's position. It is written to a temporary file in the same
+folder, flushed to disk, then renamed over the old one: a rename within a folder is atomic, so a
+process killed mid-write leaves the previous checkpoint whole. Loading uses
+`torch.load(weights_only=True)`, which unpickles tensors and plain containers only, so a checkpoint
 from elsewhere cannot run code.
 """
 from __future__ import annotations
@@ -39,15 +41,17 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The state saved by `save_checkpoint`, or a CheckpointError that says what is wrong with the file."""
+    """The state saved by `save_checkpoint`, or a CheckpointError that says what is wrong with the
+    file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a damaged zip or an unsafe pickle surface as several error types
-        raise CheckpointError(f"{path} is not a readable training checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    except Exception as err:  # noqa: BLE001 - damaged zips and unsafe pickles raise varied errors
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise CheckpointError(f"{path} is not a readable training checkpoint "
+                              f"({type(err).__name__}: {first_line})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a training checkpoint of this format ({FORMAT})")
     return state
@@ -60,5 +64,5 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     ['lr: 0.001 -> 0.003']
     """
     keys = sorted(saved.keys() | current.keys())
-    return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}" for k in keys
-            if saved.get(k) != current.get(k)]
+    return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}"
+            for k in keys if saved.get(k) != current.get(k)]

@@ -1,9 +1,11 @@
-"""The pretraining data: a corpus cleaned and split by document, a BPE tokenizer trained on the training side, and
-both sides encoded into token arrays, each document followed by the end-of-text id.
+"""The pretraining data: a corpus cleaned and split by document, a BPE tokenizer trained on the
+training side, and both sides encoded into token arrays, each document followed by the end-of-text
+id.
 
-Bits per byte needs the bytes behind the validation tokens: a loss in nats per token says little across
-tokenizers (a bigger vocabulary packs more text into each token, so its per-token loss is higher for the same
-model quality), while bits per UTF-8 byte of the same text compares any two runs.
+Bits per byte needs the bytes behind the validation tokens: a loss in nats per token says little
+across tokenizers (a bigger vocabulary packs more text into each token, so its per-token loss is
+higher for the same model quality), while bits per UTF-8 byte of the same text compares any two
+runs.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ class PretrainingData:
 
     @property
     def val_bytes_per_token(self) -> float:
-        """UTF-8 bytes of validation text per validation token (end-of-text ids count as tokens of no text)."""
+        """UTF-8 bytes of validation text per validation token (end-of-text ids count as tokens of
+        no text)."""
         return sum(len(t.encode("utf-8")) for t in self.val_texts) / len(self.val_ids)
 
 
@@ -78,7 +81,8 @@ def train_tokenizer(corpus: str, vocab_size: int, train_texts: list[str]) -> Tok
     return Tokenizer.train(text, vocab_size, special_tokens=[END_OF_TEXT], name=name)
 
 
-def prepare_data(corpus: str, vocab_size: int, tokenizer: Tokenizer | None = None) -> PretrainingData:
+def prepare_data(corpus: str, vocab_size: int,
+                 tokenizer: Tokenizer | None = None) -> PretrainingData:
     """Clean and split `corpus` (chapter 2's recipe), train a `vocab_size` tokenizer on the training
     documents (`train_tokenizer`), or use `tokenizer`, and encode both sides."""
     train_docs, val_docs = clean_split(load_corpus(corpus))
@@ -86,7 +90,8 @@ def prepare_data(corpus: str, vocab_size: int, tokenizer: Tokenizer | None = Non
     if tokenizer is None:
         tokenizer = train_tokenizer(corpus, vocab_size, train_texts)
     elif END_OF_TEXT not in tokenizer.special_tokens:
-        raise ValueError(f"the tokenizer needs the {END_OF_TEXT} special token to separate documents")
+        raise ValueError(f"the tokenizer needs the {END_OF_TEXT} special token to separate "
+                         "documents")
     return PretrainingData(tokenizer, encode_documents(tokenizer, train_texts),
                            encode_documents(tokenizer, val_texts), train_texts, val_texts)
 

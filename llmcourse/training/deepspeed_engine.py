@@ -15,10 +15,10 @@ an optional extra, imported only when a run asks for it:
   the schedule's learning rate every step, so a DeepSpeed run trains the model a torch run does.
   A config with an `optimizer` or `scheduler` section is refused for the same reason.
 - **Checkpoints.** DeepSpeed writes its shards (`deepspeed/step-N/`, one file per process) and
-  rank 0 writes `checkpoint.pt` beside them: the gathered fp32 weights (what `llmcourse
-  generate` reads), the step, the generators and the curve, and which shard folder goes with them.
-  Only then is the previous shard folder removed, so a crash never leaves a checkpoint without
-  its shards. The shards are the run's own files: DeepSpeed reads them with pickle.
+  rank 0 writes `checkpoint.pt` beside them: the gathered fp32 weights (what
+  `llmcourse generate` reads), the step, the generators and the curve, and which shard folder goes
+  with them. Only then is the previous shard folder removed, so a crash never leaves a checkpoint
+  without its shards. The shards are the run's own files: DeepSpeed reads them with pickle.
 
 The shipped zero3 config sets `stage3_param_persistence_threshold` to 0: DeepSpeed otherwise keeps
 every parameter under 100k numbers whole on every process, which for the course's small models is
@@ -60,9 +60,8 @@ def import_deepspeed(device: torch.device) -> Any:
     try:
         import deepspeed
     except ImportError as err:
-        raise MissingExtra(
-            f"--strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}"
-        ) from err
+        message = f"--strategy deepspeed needs DeepSpeed, an optional extra: {INSTALL}"
+        raise MissingExtra(message) from err
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)  # its INFO lines drown the run's
     # DeepSpeed 0.19 calls a collective that torch 2.13 renamed: one warning per call, no effect
     warnings.filterwarnings("ignore", message=r".* is deprecated. Please use `torch.distributed")
@@ -80,20 +79,13 @@ def config_path(source: str | Path) -> Path:
 
 def _fill(config: dict, key: str, wanted: Any, where: Path, why: str) -> None:
     if key in config and config[key] != wanted:
-        raise ValueError(
-            f"{where} sets {key}={config[key]!r}, but the command line asks for {wanted!r} "
-            f"({why}): remove {key} from the file"
-        )
+        raise ValueError(f"{where} sets {key}={config[key]!r}, but the command line asks for "
+                         f"{wanted!r} ({why}): remove {key} from the file")
     config[key] = wanted
 
 
-def deepspeed_config(
-    source: str | Path,
-    cfg: TrainConfig,
-    info: Distributed,
-    precision: str,
-    device: torch.device,
-) -> dict[str, Any]:
+def deepspeed_config(source: str | Path, cfg: TrainConfig, info: Distributed, precision: str,
+                     device: torch.device) -> dict[str, Any]:
     """The DeepSpeed config for this run: the file's, with the command line's settings filled in.
     Refuses a file that contradicts the command line or asks for what this machine lacks.
 
@@ -107,15 +99,13 @@ def deepspeed_config(
         raise ValueError(f"{path} must hold a JSON object, got {type(config).__name__}")
     for section in ("optimizer", "scheduler"):
         if section in config:
-            raise ValueError(
-                f"{path} has a {section!r} section, but the trainer makes AdamW and the "
-                f"learning-rate schedule from the training config (--preset): remove it"
-            )
+            raise ValueError(f"{path} has a {section!r} section, but the trainer makes AdamW and "
+                             "the learning-rate schedule from the training config (--preset): "
+                             "remove it")
     zero = config.setdefault("zero_optimization", {})
     if zero.get("stage", 0) not in (0, 1, 2, 3):
-        raise ValueError(
-            f"{path}: zero_optimization.stage must be 0, 1, 2 or 3, got {zero['stage']!r}"
-        )
+        raise ValueError(f"{path}: zero_optimization.stage must be 0, 1, 2 or 3, "
+                         f"got {zero['stage']!r}")
     rows = info.rows(cfg.batch_size)
     batch = f"--batch-size {cfg.batch_size} over {info.world_size} processes"
     _fill(config, "train_micro_batch_size_per_gpu", rows.stop - rows.start, path, batch)
@@ -126,10 +116,9 @@ def deepspeed_config(
     for kind in ("bf16", "fp16"):
         asked = bool(config.get(kind, {}).get("enabled", False))
         if kind in config and asked != (precision == kind):
-            raise ValueError(
-                f"{path} {'enables' if asked else 'disables'} {kind}, but the run's precision is "
-                f"{precision} (--precision): remove the {kind!r} section and use --precision"
-            )
+            verb = "enables" if asked else "disables"
+            raise ValueError(f"{path} {verb} {kind}, but the run's precision is {precision} "
+                             f"(--precision): remove the {kind!r} section and use --precision")
         if precision == kind:
             config[kind] = {**config.get(kind, {}), "enabled": True}
     _check_features(config, path, precision, device)
@@ -144,14 +133,11 @@ def _check_features(config: dict, path: Path, precision: str, device: torch.devi
     deepspeed = import_deepspeed(device)
     accelerator = deepspeed.accelerator.get_accelerator()
     if precision == "fp16" and not accelerator.is_fp16_supported():
-        raise ValueError(
-            f"DeepSpeed has no fp16 training on {accelerator.device_name()}: "
-            f"use --precision bf16 or fp32"
-        )
+        raise ValueError(f"DeepSpeed has no fp16 training on {accelerator.device_name()}: "
+                         "use --precision bf16 or fp32")
     if precision == "bf16" and not accelerator.is_bf16_supported():
-        raise ValueError(
-            f"DeepSpeed has no bf16 on {accelerator.device_name()}: use --precision fp32"
-        )
+        raise ValueError(f"DeepSpeed has no bf16 on {accelerator.device_name()}: "
+                         "use --precision fp32")
     zero = config["zero_optimization"]
     for offload in ("offload_optimizer", "offload_param"):
         target = (zero.get(offload) or {}).get("device", "none")
@@ -159,22 +145,19 @@ def _check_features(config: dict, path: Path, precision: str, device: torch.devi
             from deepspeed.ops.op_builder import AsyncIOBuilder
 
             if not AsyncIOBuilder().is_compatible(verbose=False):
-                raise ValueError(
-                    f"{path} asks for {offload} to NVMe, which needs DeepSpeed's async_io op: "
-                    f"it cannot be built here (libaio is missing). Offload to 'cpu' or not at all"
-                )
+                raise ValueError(f"{path} asks for {offload} to NVMe, which needs DeepSpeed's "
+                                 "async_io op: it cannot be built here (libaio is missing). "
+                                 "Offload to 'cpu' or not at all")
         if offload == "offload_param" and target != "none" and zero.get("stage") != 3:
             raise ValueError(f"{path}: offload_param needs zero_optimization.stage 3")
 
 
-def initialize(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict, device: torch.device
-) -> Any:
+def initialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict,
+               device: torch.device) -> Any:
     """The DeepSpeed engine around `model`, in the process group that init_distributed joined."""
     deepspeed = import_deepspeed(device)
-    engine, *_ = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=config, dist_init_required=False
-    )
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
+                                      dist_init_required=False)
     _ENGINES.add(engine)
     return engine
 
@@ -215,15 +198,11 @@ def remove_old_shards(run_dir: Path, keep: str) -> None:
 
 def load_shards(engine: Any, run_dir: Path, saved: dict[str, Any]) -> None:
     """Restore the weights and AdamW's shards that `saved` (from checkpoint.pt) names."""
-    if (
-        saved["world_size"] != engine.world_size
-        or saved["stage"] != engine.zero_optimization_stage()
-    ):
-        raise CheckpointError(
-            f"{run_dir} was trained with ZeRO stage {saved['stage']} on {saved['world_size']} "
-            f"processes; its optimizer shards resume only on the same (now: stage "
-            f"{engine.zero_optimization_stage()}, {engine.world_size} processes)"
-        )
+    stage = engine.zero_optimization_stage()
+    if saved["world_size"] != engine.world_size or saved["stage"] != stage:
+        raise CheckpointError(f"{run_dir} was trained with ZeRO stage {saved['stage']} on "
+                              f"{saved['world_size']} processes; its optimizer shards resume only "
+                              f"on the same (now: stage {stage}, {engine.world_size} processes)")
     loaded, _ = engine.load_checkpoint(str(run_dir / SHARDS), tag=saved["tag"])
     if loaded is None:
         raise CheckpointError(f"{run_dir / SHARDS / saved['tag']} is missing or incomplete")

@@ -34,8 +34,9 @@ import datetime
 import gc
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -61,10 +62,9 @@ class Distributed:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if (self.strategy == "deepspeed") != (self.deepspeed_config is not None):
-            raise ValueError(
-                "--strategy deepspeed goes with --deepspeed-config (zero1, zero2, zero3 or a JSON "
-                "file), and --deepspeed-config with --strategy deepspeed alone"
-            )
+            raise ValueError("--strategy deepspeed goes with --deepspeed-config (zero1, zero2, "
+                             "zero3 or a JSON file), and --deepspeed-config with --strategy "
+                             "deepspeed alone")
 
     @property
     def is_main(self) -> bool:
@@ -73,16 +73,14 @@ class Distributed:
     def rows(self, batch_size: int) -> slice:
         """This process's rows of a global batch of `batch_size` sequences."""
         if batch_size < self.world_size:
-            raise ValueError(
-                f"{self.world_size} processes but {batch_size} sequences per micro-batch: every "
-                f"process needs rows of its own. Use --batch-size {self.world_size} or more (a "
-                f"multiple of {self.world_size}), or fewer processes"
-            )
+            raise ValueError(f"{self.world_size} processes but {batch_size} sequences per "
+                             "micro-batch: every process needs rows of its own. Use --batch-size "
+                             f"{self.world_size} or more (a multiple of {self.world_size}), or "
+                             "fewer processes")
         if batch_size % self.world_size:
-            raise ValueError(
-                f"a batch of {batch_size} sequences does not split evenly over {self.world_size} "
-                f"processes: pick a batch size that {self.world_size} divides"
-            )
+            raise ValueError(f"a batch of {batch_size} sequences does not split evenly over "
+                             f"{self.world_size} processes: pick a batch size that "
+                             f"{self.world_size} divides")
         per = batch_size // self.world_size
         return slice(self.rank * per, (self.rank + 1) * per)
 
@@ -98,21 +96,15 @@ def init_distributed(
     the device: each process its own GPU (LOCAL_RANK) with NCCL, else the CPU with gloo."""
     if not launched_by_torchrun():
         return None, pick_device(device)
-    info = Distributed(
-        int(os.environ["RANK"]),
-        int(os.environ["WORLD_SIZE"]),
-        int(os.environ["LOCAL_RANK"]),
-        strategy,
-        deepspeed_config,
-    )
+    info = Distributed(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                       int(os.environ["LOCAL_RANK"]), strategy, deepspeed_config)
     chosen = pick_device(device)
     if chosen.type == "cuda":
         chosen = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(chosen)
     elif chosen.type != "cpu":
-        raise RuntimeError(
-            f"distributed training runs on CUDA (NCCL) or the CPU (gloo), not {chosen.type}"
-        )
+        raise RuntimeError("distributed training runs on CUDA (NCCL) or the CPU (gloo), "
+                           f"not {chosen.type}")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=TIMEOUT)
     return info, chosen
@@ -126,23 +118,20 @@ def wrap(model: torch.nn.Module, info: Distributed, device: torch.device) -> tor
     if info.strategy in ("ddp", "zero1"):
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None
-        )
+        device_ids = [device] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
     from torch.distributed.fsdp import fully_shard
 
-    for (
-        block
-    ) in model.blocks:  # one all-gather per block: only one block's full weights exist at a time
+    # one all-gather per block: only one block's full weights exist at a time
+    for block in model.blocks:
         fully_shard(block)
     fully_shard(model)
     return model
 
 
 @contextlib.contextmanager
-def gradient_sync(
-    wrapped: torch.nn.Module, info: Distributed | None, enabled: bool
-) -> Iterator[None]:
+def gradient_sync(wrapped: torch.nn.Module, info: Distributed | None,
+                  enabled: bool) -> Iterator[None]:
     """Average gradients over processes in this backward pass only if `enabled` (the last
     micro-batch)."""
     if info is None or enabled:
@@ -207,29 +196,19 @@ def parameter_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
 
 def _by_index(state: dict, names: list[str]) -> dict:
     index = {name: i for i, name in enumerate(names)}
-    return {
-        "state": {index[name]: value for name, value in state["state"].items()},
-        "param_groups": [
-            {**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]
-        ],
-    }
+    return {"state": {index[name]: value for name, value in state["state"].items()},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]}
+                             for g in state["param_groups"]]}
 
 
 def _by_name(state: dict, names: list[str]) -> dict:
-    return {
-        "state": {names[i]: value for i, value in state["state"].items()},
-        "param_groups": [
-            {**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]
-        ],
-    }
+    return {"state": {names[i]: value for i, value in state["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]}
+                             for g in state["param_groups"]]}
 
 
-def full_state(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    info: Distributed | None,
-    names: list[str],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: Distributed | None,
+               names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model, optimizer) state dicts in the single-process format. Under fsdp and zero1 every
     process takes part in gathering them and only rank 0 receives them (the others get empty
     dicts). names: parameter_names()."""
@@ -240,22 +219,16 @@ def full_state(
         return (model.state_dict(), moments) if info.is_main else ({}, {})
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    weights, moments = get_state_dict(
-        model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-    )
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights, moments = get_state_dict(model, optimizer, options=options)
     if not info.is_main:
         return {}, {}
     return weights, _by_index(moments, names)
 
 
-def load_full_state(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    weights: dict[str, Any],
-    moments: dict[str, Any],
-    info: Distributed | None,
-    names: list[str],
-) -> None:
+def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    weights: dict[str, Any], moments: dict[str, Any], info: Distributed | None,
+                    names: list[str]) -> None:
     """Load single-process state dicts (every process reads the same file); under fsdp each keeps
     its shard."""
     if info is None or info.strategy == "ddp":
@@ -268,13 +241,9 @@ def load_full_state(
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    set_state_dict(
-        model,
-        optimizer,
-        model_state_dict=weights,
-        optim_state_dict=_by_name(moments, names),
-        options=StateDictOptions(full_state_dict=True),
-    )
+    set_state_dict(model, optimizer, model_state_dict=weights,
+                   optim_state_dict=_by_name(moments, names),
+                   options=StateDictOptions(full_state_dict=True))
 
 
 def barrier(info: Distributed | None) -> None:
@@ -284,8 +253,9 @@ def barrier(info: Distributed | None) -> None:
 
 def shutdown(info: Distributed | None) -> None:
     if info is not None and dist.is_initialized():
-        # free the engines this process made (DeepSpeed's ZeRO-3 keeps collectives in flight) while
-        # their process group exists: freed at interpreter exit, after it, gloo aborts the process
+        # Free the engines this process made while their process group still exists: DeepSpeed's
+        # ZeRO-3 keeps collectives in flight, and engines freed at interpreter exit, after the
+        # group is gone, make gloo abort the process.
         gc.collect()
         engines = sys.modules.get("llmcourse.training.deepspeed_engine")  # imported only if used
         if engines is not None:

@@ -15,7 +15,8 @@ losses fall with C as a power law, L(C) = a C^b, a straight line on log-log axes
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,8 +1,9 @@
 """Learning-rate schedules: linear warmup, then cosine decay or warmup-stable-decay (WSD).
 
-Warmup exists because AdamW's second-moment estimate starts from a few noisy gradients: full-size steps on it can
-throw a fresh model into a bad region. Cosine decays all the way through the run; WSD holds the peak rate and decays
-only at the end, so a run can be extended (or branched) without a restart.
+Warmup exists because AdamW's second-moment estimate starts from a few noisy gradients: full-size
+steps on it can throw a fresh model into a bad region. Cosine decays all the way through the run;
+WSD holds the peak rate and decays only at the end, so a run can be extended (or branched) without
+a restart.
 
 >>> from llmcourse.training.config import TrainConfig
 >>> cfg = TrainConfig(max_steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
@@ -19,7 +20,8 @@ from llmcourse.training.config import TrainConfig
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """The learning rate of optimizer step `step` (0-based)."""
     peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
-    if step < cfg.warmup_steps:  # step 0 already moves: (step + 1) / warmup, reaching the peak at the last one
+    # step 0 already moves: (step + 1) / warmup, reaching the peak at the last one
+    if step < cfg.warmup_steps:
         return peak * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return peak

@@ -1,12 +1,15 @@
-"""The trainer: the loop of chapter "Pretraining" with every feature a long run needs, each there for a reason.
+"""The trainer: the loop of chapter "Pretraining" with every feature a long run needs, each there
+for a reason.
 
-    trainer = Trainer(model, train_tokens, val_tokens, get_train_preset("course"), out_dir="runs/course")
-    trainer.fit()              # or trainer.fit(stop_after=100), then a new Trainer(..., resume=True).fit()
+    cfg = get_train_preset("course")
+    trainer = Trainer(model, train_tokens, val_tokens, cfg, out_dir="runs/course")
+    trainer.fit()  # or trainer.fit(stop_after=100), then a new Trainer(..., resume=True).fit()
 
-One optimizer step: for each of `grad_accum` micro-batches, forward under autocast, loss / grad_accum, backward (the
-gradients add up to those of the whole batch); then a finite-loss check, unscaling (fp16), clipping by the global
-norm, the AdamW step at the schedule's learning rate. Metrics go to callbacks as plain dicts: the trainer knows
-nothing of plots, so a notebook widget, a JSONL file and a progress bar all subscribe the same way.
+One optimizer step: for each of `grad_accum` micro-batches, forward under autocast,
+loss / grad_accum, backward (the gradients add up to those of the whole batch); then a finite-loss
+check, unscaling (fp16), clipping by the global norm, the AdamW step at the schedule's learning
+rate. Metrics go to callbacks as plain dicts: the trainer knows nothing of plots, so a notebook
+widget, a JSONL file and a progress bar all subscribe the same way.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,16 +33,28 @@ from llmcourse.batches import random_batch
 from llmcourse.hf_checkpoint import CheckpointError
 from llmcourse.loss import bits_per_byte
 from llmcourse.progress import bars_on, progress_bar
-from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
 from llmcourse.training import deepspeed_engine
+from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
 from llmcourse.training.config import TrainConfig
-from llmcourse.training.distributed import (Distributed, any_rank, barrier, full_norm, full_state, gather_values,
-                                            gradient_sync, load_full_state, mean_over_ranks, parameter_names,
-                                            wrap)
+from llmcourse.training.distributed import (
+    Distributed,
+    any_rank,
+    barrier,
+    full_norm,
+    full_state,
+    gather_values,
+    gradient_sync,
+    load_full_state,
+    mean_over_ranks,
+    parameter_names,
+    wrap,
+)
 from llmcourse.training.optim import make_optimizer
 from llmcourse.training.schedule import lr_at
 
 Callback = Callable[[dict[str, Any]], None]
+# a batch on the device: ids, targets and the model's other arguments
+Batch = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -47,7 +63,8 @@ class TrainingDiverged(RuntimeError):
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True where the CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX): autocast to bf16 then pays off."""
+    """True where the CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX): autocast to bf16
+    then pays off."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -87,72 +104,84 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 class Trainer:
-    def __init__(self, model: torch.nn.Module, train_tokens: np.ndarray, val_tokens: np.ndarray | None,
-                 cfg: TrainConfig, out_dir: str | Path | None = None, callbacks: list[Callback] = (),
-                 bytes_per_token: float | None = None, resume: bool = False, progress: bool = True,
-                 device: torch.device | str | None = None, distributed: Distributed | None = None) -> None:
-        """train_tokens, val_tokens: token arrays, or for fine-tuning sources of examples with a `sample` method
-        (llmcourse.finetune.sft.InstructionBatches). bytes_per_token: UTF-8 bytes per token of the validation text,
-        for bits per byte. resume: continue from
-        out_dir's checkpoint (its training config must equal `cfg`). distributed: this process's place in a
-        torchrun launch (see llmcourse.training.distributed); cfg.batch_size is then the global micro-batch."""
+    def __init__(self, model: torch.nn.Module, train_tokens: np.ndarray,
+                 val_tokens: np.ndarray | None, cfg: TrainConfig, out_dir: str | Path | None = None,
+                 callbacks: list[Callback] = (), bytes_per_token: float | None = None,
+                 resume: bool = False, progress: bool = True,
+                 device: torch.device | str | None = None,
+                 distributed: Distributed | None = None) -> None:
+        """train_tokens, val_tokens: token arrays, or for fine-tuning sources of examples with a
+        `sample` method (llmcourse.finetune.sft.InstructionBatches). bytes_per_token: UTF-8 bytes
+        per token of the validation text, for bits per byte. resume: continue from out_dir's
+        checkpoint (its training config must equal `cfg`). distributed: this process's place in a
+        torchrun launch (see llmcourse.training.distributed); cfg.batch_size is then the global
+        micro-batch."""
         self.cfg, self.train_tokens, self.val_tokens = cfg, train_tokens, val_tokens
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.device = (torch.device(device) if device is not None
+                       else next(model.parameters()).device)
         self.dist = distributed
         self.rows = distributed.rows(cfg.batch_size) if distributed is not None else None
         self.model = model.to(self.device)
         if cfg.activation_checkpointing:
             if not hasattr(model, "checkpoint_blocks"):
-                raise ValueError(f"activation_checkpointing needs a model with blocks to checkpoint (llmcourse's GPT), "
-                                 f"got {type(model).__name__}")
+                raise ValueError("activation_checkpointing needs a model with blocks to checkpoint "
+                                 f"(llmcourse's GPT), got {type(model).__name__}")
             model.checkpoint_blocks = True
-        wrapped = wrap(self.model, distributed, self.device) if distributed is not None else self.model
+        wrapped = self.model
+        if distributed is not None:
+            wrapped = wrap(self.model, distributed, self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.engine = None  # DeepSpeed's, under --strategy deepspeed
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = distributed is None or distributed.is_main
         self.callbacks, self.bytes_per_token = list(callbacks), bytes_per_token
         self.progress = progress and self.is_main
-        # after wrapping: fully_shard replaces the parameters with shards, which the optimizer must hold
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device,
-                                        sharded=distributed is not None and distributed.strategy == "zero1")
+        # made after wrapping: fully_shard replaces the parameters with shards, and the optimizer
+        # must hold those
+        sharded = distributed is not None and distributed.strategy == "zero1"
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                        self.device, sharded=sharded)
         self.param_names = parameter_names(model, self.optimizer)
         if distributed is not None and distributed.strategy == "deepspeed":
-            ds_config = deepspeed_engine.deepspeed_config(distributed.deepspeed_config, cfg, distributed,
-                                                          self.precision, self.device)
+            ds_config = deepspeed_engine.deepspeed_config(distributed.deepspeed_config, cfg,
+                                                          distributed, self.precision, self.device)
             # the engine steps, clips, casts to bf16/fp16 and scales fp16 losses itself
-            wrapped = self.engine = deepspeed_engine.initialize(model, self.optimizer, ds_config, self.device)
+            self.engine = deepspeed_engine.initialize(model, self.optimizer, ds_config, self.device)
+            wrapped = self.engine
             self.optimizer = self.engine.optimizer
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.precision == "fp16" and self.engine is None)
-        self.generator = torch.Generator().manual_seed(cfg.seed)  # the data sampler: its state is the data position
+        scale_losses = self.precision == "fp16" and self.engine is None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=scale_losses)
+        # the data sampler: its state is the data position
+        self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
-        self.history: list[dict[str, Any]] = []  # every metric reported, so a resumed run keeps its whole curve
+        # every metric reported, so a resumed run keeps its whole curve
+        self.history: list[dict[str, Any]] = []
         self.wrapped = wrapped
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         torch.manual_seed(cfg.seed)  # dropout
         if not resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            raise FileExistsError(f"{self.out_dir} already holds a checkpoint: pass resume=True (--resume) to continue "
-                                  f"it, or choose another folder")
+            raise FileExistsError(f"{self.out_dir} already holds a checkpoint: pass resume=True "
+                                  "(--resume) to continue it, or choose another folder")
         if resume:
             self._resume()
 
-    # --- checkpoints ----------------------------------------------------------------------------------------------
+    # --- checkpoints ------------------------------------------------------------------------
 
     @property
     def checkpoint_path(self) -> Path | None:
         return None if self.out_dir is None else self.out_dir / CHECKPOINT
 
     def state(self) -> dict[str, Any]:
-        """Everything a resume needs. Under fsdp every process must call it; only rank 0 gets the weights."""
+        """Everything a resume needs. Under fsdp every process must call it; only rank 0 gets the
+        weights."""
         if self.engine is not None:  # AdamW's state stays in DeepSpeed's shards (see save)
             weights, moments = deepspeed_engine.full_weights(self.engine, self.dist), {}
         else:
             weights, moments = full_state(self.model, self.optimizer, self.dist, self.param_names)
         return {
             "model": weights, "optimizer": moments,
-            "scaler": self.scaler.state_dict(), "step": self.step, "data_rng": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "scaler": self.scaler.state_dict(), "step": self.step,
+            "data_rng": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "train_config": self.cfg.as_dict(), "history": self.history,
             "model_config": _plain(getattr(self.model, "cfg", None)),
@@ -176,24 +205,28 @@ class Trainer:
             raise ValueError("resume=True needs the out_dir that holds the checkpoint")
         state = load_checkpoint(self.checkpoint_path, map_location=self.device)
         changed = config_differences(state["train_config"], self.cfg.as_dict())
-        changed += [f"model.{d}" for d in config_differences(state["model_config"] or {},
-                                                               _plain(getattr(self.model, "cfg", None)) or {})]
+        saved_model = state["model_config"] or {}
+        current_model = _plain(getattr(self.model, "cfg", None)) or {}
+        changed += [f"model.{d}" for d in config_differences(saved_model, current_model)]
         if changed:
-            raise CheckpointError(f"{self.checkpoint_path} was written with another config; to resume, use the saved "
-                                  f"one. Fields that differ (saved -> now):\n  " + "\n  ".join(changed))
+            fields = "\n  ".join(changed)
+            raise CheckpointError(f"{self.checkpoint_path} was written with another config; to "
+                                  "resume, use the saved one. Fields that differ "
+                                  f"(saved -> now):\n  {fields}")
         if "deepspeed" in state and self.engine is None:
             saved = state["deepspeed"]
-            raise CheckpointError(f"{self.checkpoint_path} keeps AdamW's state in DeepSpeed's shards: resume it with "
-                                  f"torchrun --nproc-per-node {saved['world_size']} and --strategy deepspeed (ZeRO "
-                                  f"stage {saved['stage']})")
+            raise CheckpointError(f"{self.checkpoint_path} keeps AdamW's state in DeepSpeed's "
+                                  "shards: resume it with torchrun --nproc-per-node "
+                                  f"{saved['world_size']} and --strategy deepspeed "
+                                  f"(ZeRO stage {saved['stage']})")
         if self.engine is not None:
             if "deepspeed" not in state:
-                raise CheckpointError(f"{self.checkpoint_path} was not written by a DeepSpeed run: resume it with "
-                                      f"the strategy that wrote it")
+                raise CheckpointError(f"{self.checkpoint_path} was not written by a DeepSpeed run: "
+                                      "resume it with the strategy that wrote it")
             deepspeed_engine.load_shards(self.engine, self.out_dir, state["deepspeed"])
         else:
-            load_full_state(self.model, self.optimizer, state["model"], state["optimizer"], self.dist,
-                            self.param_names)
+            load_full_state(self.model, self.optimizer, state["model"], state["optimizer"],
+                            self.dist, self.param_names)
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -201,7 +234,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.history = state["step"], list(state["history"])
 
-    # --- metrics --------------------------------------------------------------------------------------------------
+    # --- metrics ----------------------------------------------------------------------------
 
     def _report(self, metrics: dict[str, Any]) -> None:
         self.history.append(metrics)
@@ -217,11 +250,13 @@ class Trainer:
     def _autocast(self):
         if self.precision == "fp32" or self.engine is not None:  # DeepSpeed casts the model itself
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean loss over the same `eval_batches` validation windows every time (a fixed seed), and bits per byte."""
+        """Mean loss over the same `eval_batches` validation windows every time (a fixed seed), and
+        bits per byte."""
         if self.val_tokens is None:
             raise ValueError("no validation tokens were given")
         was_training = self.model.training
@@ -241,23 +276,26 @@ class Trainer:
             out["val_bpb"] = bits_per_byte(loss, self.bytes_per_token)
         return out
 
-    # --- the loop -------------------------------------------------------------------------------------------------
+    # --- the loop ---------------------------------------------------------------------------
 
-    def _batch(self, data, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """(ids, targets, the model's other arguments) on the device: windows at random offsets of a token array
-        (pretraining), or examples from a source with a `sample` method (fine-tuning: padded or packed, with
-        their attention mask and positions)."""
+    def _batch(self, data, generator: torch.Generator) -> Batch:
+        """(ids, targets, the model's other arguments) on the device: windows at random offsets of a
+        token array (pretraining), or examples from a source with a `sample` method (fine-tuning:
+        padded or packed, with their attention mask and positions)."""
         if hasattr(data, "sample"):
             batch = data.sample(self.cfg.batch_size, generator, self.rows)
-            extra = {"mask": batch.mask.to(self.device), "positions": batch.positions.to(self.device)}
+            extra = {"mask": batch.mask.to(self.device),
+                     "positions": batch.positions.to(self.device)}
             if getattr(batch, "reference", None) is not None:  # preference pairs (DPO)
                 extra["reference"] = batch.reference.to(self.device)
             return batch.ids.to(self.device), batch.targets.to(self.device), extra
-        x, y = random_batch(data, self.cfg.batch_size, self.cfg.context_length, generator, self.rows)
+        x, y = random_batch(data, self.cfg.batch_size, self.cfg.context_length, generator,
+                            self.rows)
         return x.to(self.device), y.to(self.device), {}
 
     def train_step(self) -> dict[str, float]:
-        """One optimizer step over grad_accum micro-batches; returns its loss, gradient norm and learning rate."""
+        """One optimizer step over grad_accum micro-batches; returns its loss, gradient norm and
+        learning rate."""
         cfg = self.cfg
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
@@ -267,14 +305,16 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             x, y, extra = self._batch(self.train_tokens, self.generator)
-            # under data parallelism, gradients are averaged over processes once, in the last backward pass
+            # data parallelism averages gradients over processes once, in the last backward pass
             with gradient_sync(self.wrapped, self.dist, enabled=micro == cfg.grad_accum - 1):
                 with self._autocast():
                     _, loss = self.forward(x, y, **extra)
-                loss = loss / cfg.grad_accum  # the mean over micro-batches is the mean over the whole batch
+                # the mean over micro-batches is the mean over the whole batch
+                loss = loss / cfg.grad_accum
                 self.scaler.scale(loss).backward()
             total += loss.detach().float()
-        loss_value = mean_over_ranks(total, self.dist).item()  # the whole batch's loss, the same on every process
+        # the whole batch's loss, the same on every process
+        loss_value = mean_over_ranks(total, self.dist).item()
         # each process's loss on its own rows: the curves of the ranks, which average to loss_value
         rank_losses = gather_values(total, self.dist) if self.dist is not None else None
         if not math.isfinite(loss_value):
@@ -283,21 +323,23 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = full_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-        if not math.isfinite(grad_norm) and not self.scaler.is_enabled():  # fp16's scaler skips such steps itself
+        # fp16's scaler skips such steps itself
+        if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDiverged(self._diverged_message(f"the gradient norm became {grad_norm}"))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        metrics = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr, **self._objective_metrics()}
+        metrics = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr,
+                   **self._objective_metrics()}
         if rank_losses is not None:
             metrics["rank_losses"] = rank_losses
         return metrics
 
     def _deepspeed_step(self, lr: float) -> dict[str, float]:
-        """train_step under DeepSpeed: engine.step() after every backward, which steps AdamW only on the last
-        micro-batch (after averaging, clipping and, in fp16, unscaling)."""
+        """train_step under DeepSpeed: engine.step() after every backward, which steps AdamW only on
+        the last micro-batch (after averaging, clipping and, in fp16, unscaling)."""
         cfg = self.cfg
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
@@ -313,26 +355,32 @@ class Trainer:
             raise TrainingDiverged(self._diverged_message(f"the loss became {loss_value}"))
         self.engine.step()
         grad_norm = float(self.engine.get_global_grad_norm())
-        if not math.isfinite(grad_norm) and self.precision != "fp16":  # fp16's loss scaler skips such steps
+        # fp16's loss scaler skips such steps
+        if not math.isfinite(grad_norm) and self.precision != "fp16":
             raise TrainingDiverged(self._diverged_message(f"the gradient norm became {grad_norm}"))
         self.step += 1
         return {"loss": loss_value, "grad_norm": grad_norm, "lr": lr, "rank_losses": rank_losses}
 
     def _objective_metrics(self, prefix: str = "") -> dict[str, float]:
-        """What a model that computes its own objective (DPO's) measured since it was last asked, such
-        as rewards and accuracies: reported beside the loss, so that the curves show them too."""
+        """What a model that computes its own objective (DPO's) measured since it was last asked,
+        such as rewards and accuracies: reported beside the loss, so that the curves show them
+        too."""
         report = getattr(self.model, "step_metrics", None)
         return {prefix + k: v for k, v in report().items()} if callable(report) else {}
 
     def _diverged_message(self, what: str) -> str:
-        kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path is not None
-                and self.checkpoint_path.exists() else "no checkpoint was written")
-        return (f"{what} at step {self.step}: training stopped ({kept}). Usual causes: a learning rate too high "
-                f"for this model (try lr / 3), no warmup, no gradient clipping, or fp16 without a grad scaler.")
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            kept = f"the last good checkpoint, {self.checkpoint_path}, is kept"
+        else:
+            kept = "no checkpoint was written"
+        return (f"{what} at step {self.step}: training stopped ({kept}). Usual causes: a learning "
+                "rate too high for this model (try lr / 3), no warmup, no gradient clipping, or "
+                "fp16 without a grad scaler.")
 
     def fit(self, stop_after: int | None = None) -> list[dict[str, Any]]:
-        """Train to cfg.max_steps (or stop after `stop_after` more steps, saving a checkpoint: a run to resume).
-        Ctrl-C finishes the current step, saves a checkpoint and raises KeyboardInterrupt. Returns the history."""
+        """Train to cfg.max_steps (or stop after `stop_after` more steps, saving a checkpoint: a run
+        to resume). Ctrl-C finishes the current step, saves a checkpoint and raises
+        KeyboardInterrupt. Returns the history."""
         cfg = self.cfg
         end = cfg.max_steps if stop_after is None else min(cfg.max_steps, self.step + stop_after)
         interrupted = threading.Event()
@@ -340,8 +388,8 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
         self.model.train()
-        bar = progress_bar(None, self.progress, total=cfg.max_steps, initial=self.step, desc="training",
-                           dynamic_ncols=True)
+        bar = progress_bar(None, self.progress, total=cfg.max_steps, initial=self.step,
+                           desc="training", dynamic_ncols=True)
         try:
             while self.step < end and not any_rank(interrupted.is_set(), self.dist):
                 start = time.perf_counter()
@@ -351,12 +399,15 @@ class Trainer:
                                tokens_per_s=cfg.tokens_per_step / elapsed)
                 self._report(metrics)
                 bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}",
+                                tok_s=f"{metrics['tokens_per_s']:.0f}")
                 last = self.step == cfg.max_steps
-                if self.val_tokens is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0) or last):
-                    self._report({"kind": "eval", "step": self.step, "tokens": self.step * cfg.tokens_per_step,
-                                  **self.evaluate()})
-                if self.out_dir is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                eval_due = cfg.eval_every and self.step % cfg.eval_every == 0
+                if self.val_tokens is not None and (eval_due or last):
+                    self._report({"kind": "eval", "step": self.step,
+                                  "tokens": self.step * cfg.tokens_per_step, **self.evaluate()})
+                save_due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                if self.out_dir is not None and save_due:
                     self.save()
             if self.out_dir is not None:
                 self.save()
@@ -365,8 +416,8 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         if any_rank(interrupted.is_set(), self.dist):
-            raise KeyboardInterrupt(f"interrupted at step {self.step}"
-                                    + (f"; checkpoint saved to {self.checkpoint_path}" if self.out_dir else ""))
+            saved = f"; checkpoint saved to {self.checkpoint_path}" if self.out_dir else ""
+            raise KeyboardInterrupt(f"interrupted at step {self.step}" + saved)
         return self.history
 
 

@@ -1,13 +1,15 @@
 """The single display path for figures, widgets and source code.
 
-In a live kernel (Jupyter, Colab, VS Code) a figure is shown with plotly's own renderer and a widget as a live widget.
-During a book build ($LLMCOURSE_BOOK_BUILD=1, set by tools/build_book.py) each output is one MIME bundle holding every
-form a builder may pick: HTML with plotly's sliders and menus (or the widget's saved state) for the HTML book, and a PNG
-for the PDF. myst-nb picks by MIME priority, so no cell needs to know which builder runs.
+In a live kernel (Jupyter, Colab, VS Code) a figure is shown with plotly's own renderer and a widget
+as a live widget. During a book build ($LLMCOURSE_BOOK_BUILD=1, set by tools/build_book.py) each
+output is one MIME bundle holding every form a builder may pick: HTML with plotly's sliders and
+menus (or the widget's saved state) for the HTML book, and a PNG for the PDF. myst-nb picks by MIME
+priority, so no cell needs to know which builder runs.
 
-A printed figure cannot be dragged or hovered, so its PNG is drawn without sliders and menus, and the bundle carries a
-caption (text/markdown) that says which setting the picture shows. The HTML book never picks that caption (text/html
-ranks first); the book's Sphinx extension (book/_ext/course_book.py) prints it under the PNG in the PDF.
+A printed figure cannot be dragged or hovered, so its PNG is drawn without sliders and menus, and
+the bundle carries a caption (text/markdown) that says which setting the picture shows. The HTML
+book never picks that caption (text/html ranks first); the book's Sphinx extension
+(book/_ext/course_book.py) prints it under the PNG in the PDF.
 """
 from __future__ import annotations
 
@@ -34,22 +36,27 @@ def in_book_build() -> bool:
 
 
 def to_png(fig: go.Figure) -> bytes:
-    """Render `fig` to PNG bytes with kaleido (headless Chromium), reusing one browser for every figure."""
+    """Render `fig` to PNG bytes with kaleido (headless Chromium), reusing one browser for every
+    figure."""
     global _kaleido_started
     if not _kaleido_started:
         import kaleido
 
-        kaleido.start_sync_server(silence_warnings=True)  # the first image then costs ~10 s, later ones ~0.2 s
+        # the first image then costs ~10 s, later ones ~0.2 s
+        kaleido.start_sync_server(silence_warnings=True)
         _kaleido_started = True
     height = fig.layout.height or 500
     with warnings.catch_warnings():
-        # plotly passes browser options that a running kaleido server already has; the warning says nothing useful
-        warnings.filterwarnings("ignore", message="The kopts argument is ignored", category=UserWarning)
+        # plotly passes browser options that a running kaleido server already has; the warning says
+        # nothing useful
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored",
+                                category=UserWarning)
         return fig.to_image(format="png", width=PNG_WIDTH, height=height, scale=PNG_SCALE)
 
 
 def _controls(fig: go.Figure) -> tuple[list[str], list[str]]:
-    """What a figure's sliders and menus show now, and what else they offer, as short phrases."""
+    """What a figure's sliders and menus show now, and what else they offer, as short
+    phrases."""
     shown, offered = [], []
     for slider in fig.layout.sliders:
         labels = [str(step.label) for step in slider.steps]
@@ -73,12 +80,13 @@ def _join(phrases: list[str]) -> str:
 
 
 def print_caption(fig: go.Figure) -> str | None:
-    """The sentence printed under a figure's PNG in the PDF: which setting of its sliders and menus it shows.
-    None for a figure without them. A figure whose hover text matters sets its own caption for print in
-    `fig.layout.meta["print_caption"]`.
+    """The sentence printed under a figure's PNG in the PDF: which setting of its sliders and menus
+    it shows. None for a figure without them. A figure whose hover text matters sets its own caption
+    for print in `fig.layout.meta["print_caption"]`.
 
-    >>> fig = go.Figure(layout=dict(sliders=[dict(steps=[dict(label="16"), dict(label="128")], active=1,
-    ...                                           currentvalue=dict(prefix="permutations: "))]))
+    >>> steps = [dict(label="16"), dict(label="128")]
+    >>> slider = dict(steps=steps, active=1, currentvalue=dict(prefix="permutations: "))
+    >>> fig = go.Figure(layout=dict(sliders=[slider]))
     >>> print(print_caption(fig))  # doctest: +NORMALIZE_WHITESPACE
     Printed at one setting: permutations 128. In the HTML book and in the notebook, a slider steps
     through 16 to 128.
@@ -89,67 +97,79 @@ def print_caption(fig: go.Figure) -> str | None:
     shown, offered = _controls(fig)
     if not shown:
         return None
-    return f"Printed at one setting: {_join(shown)}. In the HTML book and in the notebook, {_join(offered)}."
+    return (f"Printed at one setting: {_join(shown)}. In the HTML book and in the notebook, "
+            f"{_join(offered)}.")
 
 
 def _static(fig: go.Figure) -> go.Figure:
-    """A copy of `fig` for print: sliders and menus removed (the caption says which setting it shows), and the room
-    they took (theme.MENU_ROW above the plot, theme.SLIDER below it) given back."""
+    """A copy of `fig` for print: sliders and menus removed (the caption says which setting it
+    shows), and the room they took (theme.MENU_ROW above the plot, theme.SLIDER below it) given
+    back."""
     static = go.Figure(fig)
     top = MENU_ROW if fig.layout.updatemenus else 0
     bottom = SLIDER if fig.layout.sliders else 0
     margin = fig.layout.margin
-    static.layout.sliders, static.layout.updatemenus = [], []  # update_layout(sliders=[]) would keep them
+    # update_layout(sliders=[]) would keep them
+    static.layout.sliders, static.layout.updatemenus = [], []
     static.update_layout(height=(fig.layout.height or 500) - top - bottom,
                          margin=dict(t=(TOP if margin.t is None else margin.t) - top,
                                      b=(60 if margin.b is None else margin.b) - bottom))
     return static
 
 
-# plotly's toolbar, kept short so that it stays clear of a figure's title; no "share" button, which would upload
-# the figure to a plotly server
-TOOLBAR_REMOVED = ["sendChartToCloud", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"]
+# plotly's toolbar, kept short so that it stays clear of a figure's title; no "share" button, which
+# would upload the figure to a plotly server
+TOOLBAR_REMOVED = [
+    "sendChartToCloud", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d",
+]
 
 
 def _html(fig: go.Figure) -> str:
-    # plotly.js itself is loaded once per page by the book (see _config.yml), not embedded in every figure.
+    # plotly.js itself is loaded once per page by the book (see _config.yml), not embedded in every
+    # figure.
+    config = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": TOOLBAR_REMOVED}
     return pio.to_html(fig, include_plotlyjs=False, full_html=False, default_width="100%",
-                       config={"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": TOOLBAR_REMOVED})
+                       config=config)
 
 
 def _print_form(fig: go.Figure, caption: str | None) -> dict[str, Any]:
     """The PNG the PDF shows and, if there is one, the caption printed under it."""
     caption = caption if caption is not None else print_caption(fig)
-    return {"image/png": to_png(_static(fig)), **({"text/markdown": _emphasis(caption)} if caption else {})}
+    text = {"text/markdown": _emphasis(caption)} if caption else {}
+    return {"image/png": to_png(_static(fig)), **text}
 
 
 def _emphasis(text: str) -> str:
-    """`text` as one italic Markdown paragraph; characters Markdown would read as markup are escaped."""
+    """`text` as one italic Markdown paragraph; characters Markdown would read as markup are
+    escaped."""
     return "*" + re.sub(r"([\\`*_<>\[\]#|])", r"\\\1", text) + "*"
 
 
 def show(fig: go.Figure, caption: str | None = None) -> None:
-    """Show a plotly figure: interactive everywhere, and a PNG in the PDF. `caption` replaces the printed line that
-    says which setting of the sliders and menus the PNG shows (see print_caption)."""
+    """Show a plotly figure: interactive everywhere, and a PNG in the PDF. `caption` replaces the
+    printed line that says which setting of the sliders and menus the PNG shows (see
+    print_caption)."""
     if not in_book_build():
         fig.show(config={"displaylogo": False, "modeBarButtonsToRemove": TOOLBAR_REMOVED})
         return
     title = fig.layout.title.text or "figure"
-    display({"text/html": _html(fig), **_print_form(fig, caption), "text/plain": f"<{title}>"}, raw=True)
+    bundle = {"text/html": _html(fig), **_print_form(fig, caption), "text/plain": f"<{title}>"}
+    display(bundle, raw=True)
 
 
 def widget_caption(snapshot: go.Figure) -> str:
-    """The printed line under a widget's snapshot: it is the starting state, and the controls need a kernel."""
+    """The printed line under a widget's snapshot: it is the starting state, and the controls need
+    a kernel."""
     shown, _ = _controls(snapshot)
     setting = f" ({_join(shown)})" if shown else ""
-    return (f"Printed: the widget's starting state{setting}, drawn as a figure. Its controls need a running "
-            f"notebook (Jupyter or Colab).")
+    return (f"Printed: the widget's starting state{setting}, drawn as a figure. Its controls need "
+            f"a running notebook (Jupyter or Colab).")
 
 
 def show_widget(widget: Any, snapshot: go.Figure, caption: str | None = None) -> None:
-    """Show an ipywidget live in a kernel. In the book, its saved state renders in HTML and `snapshot`
-    (a figure of what the widget currently shows) stands in for it in the PDF, never `VBox(...)` text, with
-    `caption` (by default widget_caption(snapshot)) printed under it."""
+    """Show an ipywidget live in a kernel. In the book, its saved state renders in HTML and
+    `snapshot` (a figure of what the widget currently shows) stands in for it in the PDF, never
+    `VBox(...)` text, with `caption` (by default widget_caption(snapshot)) printed under it."""
     if not in_book_build():
         display(widget)
         return
@@ -158,13 +178,14 @@ def show_widget(widget: Any, snapshot: go.Figure, caption: str | None = None) ->
     display({**data, **_print_form(snapshot, caption or widget_caption(snapshot))}, raw=True)
 
 
-LIVE_NOTE = ("This live widget appears only in a running notebook (Jupyter or Colab), because it computes on every "
-             "change; the figure above is its static form.")
+LIVE_NOTE = ("This live widget appears only in a running notebook (Jupyter or Colab), because it "
+             "computes on every change; the figure above is its static form.")
 
 
 def show_live(widget: Any, note: str = LIVE_NOTE) -> None:
-    """Show a widget that only makes sense with a kernel behind it (it recomputes on every change). The static book
-    shows `note` in its place, in HTML and PDF, so the reader knows what is missing and where to find it."""
+    """Show a widget that only makes sense with a kernel behind it (it recomputes on every change).
+    The static book shows `note` in its place, in HTML and PDF, so the reader knows what is missing
+    and where to find it."""
     if not in_book_build():
         display(widget)
         return
@@ -172,12 +193,15 @@ def show_live(widget: Any, note: str = LIVE_NOTE) -> None:
 
 
 def show_source(obj: Any) -> None:
-    """Show the source of a package function or class as highlighted code, in Jupyter, Colab, HTML and PDF.
+    """Show the source of a package function or class as highlighted code, in Jupyter, Colab, HTML
+    and PDF.
 
-    Chapters use it to show the package's real implementation rather than a copy that could drift from it.
+    Chapters use it to show the package's real implementation rather than a copy that could drift
+    from it.
     """
     source = inspect.getsource(obj)
     longest_run = max((len(run) for run in re.findall(r"`+", source)), default=0)
     fence = "`" * max(3, longest_run + 1)
     location = f"{inspect.getmodule(obj).__name__}.{obj.__qualname__}"
-    display({"text/markdown": f"`{location}`\n\n{fence}python\n{source}{fence}\n", "text/plain": source}, raw=True)
+    markdown = f"`{location}`\n\n{fence}python\n{source}{fence}\n"
+    display({"text/markdown": markdown, "text/plain": source}, raw=True)

@@ -1,4 +1,5 @@
-"""The course's map: the path from text to next-token probabilities, as a figure (hover a box for what it does)."""
+"""The course's map: the path from text to next-token probabilities, as a figure (hover a box for
+what it does)."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
@@ -7,25 +8,33 @@ from llmcourse.viz.theme import PALETTE
 
 # (label, what it does, example of what flows out of it, where the course builds it)
 STAGES: list[tuple[str, str, str, str]] = [
-    ("Text", "raw characters, cleaned and deduplicated", '"The mouse ate the"', "Part I, chapter 2"),
-    ("BPE tokenizer", "splits text into frequent byte sequences", '["The", " mouse", " ate", " the"]',
-     "Part I, chapter 3"),
+    ("Text", "raw characters, cleaned and deduplicated", '"The mouse ate the"',
+     "Part I, chapter 2"),
+    ("BPE tokenizer", "splits text into frequent byte sequences",
+     '["The", " mouse", " ate", " the"]', "Part I, chapter 3"),
     ("Token IDs", "one integer per token", "[464, 10211, 15063, 262]", "Part I, chapter 3"),
     ("Embeddings + RoPE", "a learned vector per ID; position enters as a rotation", "(T, d) floats",
      "Part II, chapters 4 (RoPE) and 5"),
     ("RMSNorm", "rescales each vector to unit RMS", "(T, d)", "Part II, chapter 5"),
-    ("Masked multi-head attention", "each token mixes in earlier tokens only", "(T, d)", "Part II, chapter 4"),
+    ("Masked multi-head attention", "each token mixes in earlier tokens only", "(T, d)",
+     "Part II, chapter 4"),
     ("+ residual", "adds the block's input back", "(T, d)", "Part II, chapter 5"),
     ("RMSNorm", "rescales each vector again", "(T, d)", "Part II, chapter 5"),
-    ("SwiGLU feed-forward", "a gated MLP applied to each token alone", "(T, d)", "Part II, chapter 5"),
+    ("SwiGLU feed-forward", "a gated MLP applied to each token alone", "(T, d)",
+     "Part II, chapter 5"),
     ("+ residual", "adds the input back again", "(T, d)", "Part II, chapter 5"),
-    ("LM head", "projects to one score (logit) per vocabulary entry", "(T, V) logits", "Part II, chapter 5"),
-    ("Softmax", "turns logits into probabilities", "(T, V), rows sum to 1", "chapter 1 and Part II, chapter 5"),
-    ("Next-token prediction", "sample or pick the next token; train on -log p(correct)", 'P(" cheese") = 0.31',
-     "chapter 1 (loss, sampling), Part II, chapter 5 (generation) and Part III, chapter 6 (training)"),
+    ("LM head", "projects to one score (logit) per vocabulary entry", "(T, V) logits",
+     "Part II, chapter 5"),
+    ("Softmax", "turns logits into probabilities", "(T, V), rows sum to 1",
+     "chapter 1 and Part II, chapter 5"),
+    ("Next-token prediction", "sample or pick the next token; train on -log p(correct)",
+     'P(" cheese") = 0.31',
+     "chapter 1 (loss, sampling), Part II, chapter 5 (generation) and Part III, chapter 6 "
+     "(training)"),
 ]
 BLOCK = range(4, 10)  # the stages repeated N times, one transformer block
-RESIDUALS = [(4, 6), (7, 9)]  # (first stage inside the skipped path, the "+ residual" stage it joins)
+# (first stage inside the skipped path, the "+ residual" stage it joins)
+RESIDUALS = [(4, 6), (7, 9)]
 
 
 def _where_built() -> str:
@@ -46,31 +55,38 @@ def _tint(hex_color: str, alpha: float) -> str:
 def pipeline_figure() -> go.Figure:
     n = len(STAGES)
     ys = [n - 1 - i for i in range(n)]
-    colors = [PALETTE[0] if i in BLOCK else (PALETTE[2] if i < 3 else PALETTE[1]) for i in range(n)]
-    # each box is a horizontal bar, so hovering anywhere on it (not only at its centre) shows what it does
+    colors = [PALETTE[0] if i in BLOCK else (PALETTE[2] if i < 3 else PALETTE[1])
+              for i in range(n)]
+    # each box is a horizontal bar, so hovering anywhere on it (not only at its centre) shows what
+    # it does
     fig = go.Figure(go.Bar(
         y=ys, x=[3.2] * n, base=[-1.6] * n, width=0.72, orientation="h", showlegend=False,
         marker=dict(color=[_tint(c, 0.18) for c in colors], line=dict(color=colors, width=2)),
         hovertext=[f"<b>{label}</b><br>{what}<br><i>{part}</i>" for label, what, _, part in STAGES],
         hoverinfo="text"))
-    for i, ((label, what, example, part), y) in enumerate(zip(STAGES, ys)):
+    for i, ((label, _what, example, _part), y) in enumerate(zip(STAGES, ys, strict=True)):
         fig.add_annotation(x=0, y=y, text=f"<b>{label}</b>", showarrow=False, font=dict(size=14))
         fig.add_annotation(x=1.8, y=y, text=example, showarrow=False, xanchor="left",
                            font=dict(family="Courier New, monospace", size=12, color="#555"))
         if i + 1 < n:
-            fig.add_annotation(x=0, y=ys[i + 1] + 0.36, ax=0, ay=y - 0.36, xref="x", yref="y", axref="x", ayref="y",
-                               showarrow=True, arrowhead=2, arrowwidth=1.5, arrowcolor="#666", text="")
-    for branch, join in RESIDUALS:  # the skip connection: the input goes around the sub-layer and is added back
+            fig.add_annotation(x=0, y=ys[i + 1] + 0.36, ax=0, ay=y - 0.36,
+                               xref="x", yref="y", axref="x", ayref="y",
+                               showarrow=True, arrowhead=2, arrowwidth=1.5, arrowcolor="#666",
+                               text="")
+    # the skip connection: the input goes around the sub-layer and is added back
+    for branch, join in RESIDUALS:
         y0, y1 = ys[branch] + 0.5, ys[join]
         fig.add_shape(type="path", path=f"M 0,{y0} L -1.7,{y0} L -1.7,{y1} L -1.6,{y1}",
                       line=dict(color=PALETTE[3], width=1.5))
     top, bottom = ys[BLOCK.start] + 0.5, ys[BLOCK.stop - 1] - 0.5
-    fig.add_shape(type="rect", x0=-1.8, x1=1.75, y0=bottom, y1=top, line=dict(color=PALETTE[0], dash="dash"))
-    fig.add_annotation(x=-1.9, y=(top + bottom) / 2, text="× N layers<br>(one block)", showarrow=False,
-                       xanchor="right", font=dict(color=PALETTE[0]))
+    fig.add_shape(type="rect", x0=-1.8, x1=1.75, y0=bottom, y1=top,
+                  line=dict(color=PALETTE[0], dash="dash"))
+    fig.add_annotation(x=-1.9, y=(top + bottom) / 2, text="× N layers<br>(one block)",
+                       showarrow=False, xanchor="right", font=dict(color=PALETTE[0]))
     fig.update_xaxes(visible=False, range=[-3.0, 5.0])  # room on the right for the longest example
     fig.update_yaxes(visible=False, range=[-0.7, n - 0.3])
-    fig.update_layout(title="From text to the next token", height=820, margin=dict(l=10, r=10, t=60, b=10),
+    fig.update_layout(title="From text to the next token", height=820,
+                      margin=dict(l=10, r=10, t=60, b=10),
                       meta=dict(print_caption=_where_built()))
     return fig
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import textwrap
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
 import plotly.graph_objects as go
@@ -119,7 +119,7 @@ def sampling_figure(
             row=1,
             col=1,
         )
-    for k, name in enumerate(names):
+    for k in range(len(names)):
         fig.add_trace(
             go.Scatter(
                 x=[0],
@@ -238,7 +238,7 @@ def bars_html(logits: torch.Tensor, probs: torch.Tensor, decode_one: Callable[[i
     label = "text-align:right;padding-right:6px;font-family:monospace"
     bar = "position:absolute;height:{h}px;top:{top}px;width:{w:.1f}%;background:{color}"
     rows = []
-    for name, b, a in zip(names, before, after):
+    for name, b, a in zip(names, before, after, strict=True):
         grey = bar.format(h=14, top=0, w=100 * b, color=CUT)
         blue = bar.format(h=8, top=3, w=100 * a, color=PALETTE[0])
         rows.append(
