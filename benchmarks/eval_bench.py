@@ -28,9 +28,9 @@ TASKS = ["course_order", "course_cloze", "course_text"]
 
 
 def model_for(shape: str):
-    from llmcourse.config import get_preset
-    from llmcourse.course_model import course_model
-    from llmcourse.model import GPT
+    from llmcourse.model.config import get_preset
+    from llmcourse.training.course_model import course_model
+    from llmcourse.model.gpt import GPT
 
     course = course_model(progress=False)
     if shape == "course":
@@ -43,7 +43,7 @@ def model_for(shape: str):
 def main(side: str, shape: str) -> dict:
     from llmcourse.evaluation.harness import CourseLM, evaluate, write_tasks
     from llmcourse.evaluation.suite import course_suite
-    from llmcourse.hf_checkpoint import save_hf_checkpoint
+    from llmcourse.model.hf_checkpoint import save_hf_checkpoint
 
     model, tokenizer = model_for(shape)
     folder = Path(tempfile.mkdtemp())

@@ -40,8 +40,8 @@ WARMUP = 3
 
 def examples(context: int):
     """The chapter's training examples under the chat template, and the grown tokenizer."""
-    from llmcourse.course_model import course_model
-    from llmcourse.corpus import load_corpus
+    from llmcourse.training.course_model import course_model
+    from llmcourse.data.corpus import load_corpus
     from llmcourse.finetune import recipe
     from llmcourse.finetune.sft import encode_conversations
 
@@ -52,8 +52,8 @@ def examples(context: int):
 
 
 def our_model(shape: str, course_gpt):
-    from llmcourse.config import get_preset
-    from llmcourse.model import GPT
+    from llmcourse.model.config import get_preset
+    from llmcourse.model.gpt import GPT
 
     if shape == "course":
         return course_gpt

@@ -9,7 +9,7 @@ What runs: the course's `Trainer` on our GPT at GPT-2's shape (context 1024, the
 to 50,304 as nanoGPT pads it), bf16 autocast, `torch.compile`, fused AdamW, gradient clipping; on
 random tokens, since speed does not depend on the text. The first steps compile and are not timed.
 
-MFU = training FLOPs per token (`llmcourse.sizing.flops_per_token`: 6 per weight of every matrix
+MFU = training FLOPs per token (`llmcourse.model.sizing.flops_per_token`: 6 per weight of every matrix
 multiply, plus the attention scores) x tokens/s / the GPU's dense bf16 peak.
 
 nanoGPT's README: torch.compile cut a training iteration of GPT-2 124M from ~250 ms to ~135 ms
@@ -28,9 +28,9 @@ from datetime import date
 import numpy as np
 import torch
 
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
-from llmcourse.sizing import GPU_PEAK_FLOPS, flops_per_token
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
+from llmcourse.model.sizing import GPU_PEAK_FLOPS, flops_per_token
 from llmcourse.training import Trainer, get_train_preset
 
 NANOGPT = {"ms_per_iter": 135.0, "batch": 12, "context": 1024, "gpu": "A100 (bf16)"}

@@ -27,8 +27,8 @@ SHAPE = dict(n_layer=6, n_head=6, d_model=384, context_length=256, vocab_size=50
 def build(which: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if which == "ours":
-        from llmcourse.config import get_preset
-        from llmcourse.model import GPT
+        from llmcourse.model.config import get_preset
+        from llmcourse.model.gpt import GPT
 
         return GPT(get_preset("gpt2", **SHAPE))
     if which == "lfs":
@@ -77,10 +77,10 @@ def generate(which: str, precision: str = "fp32") -> dict:
     prompt, new = torch.randint(0, 50257, (1, 10), generator=torch.Generator().manual_seed(0)), 200
     extra = {}
     if which.startswith("ours"):
-        from llmcourse.config import get_preset
-        from llmcourse.generate import generate as ours_generate
-        from llmcourse.model import GPT
-        from llmcourse.weight_layout import tune_weight_layout, weight_layout
+        from llmcourse.model.config import get_preset
+        from llmcourse.model.generate import generate as ours_generate
+        from llmcourse.model.gpt import GPT
+        from llmcourse.model.weight_layout import tune_weight_layout, weight_layout
 
         torch.manual_seed(0)
         model = GPT(get_preset("gpt2")).eval().to(dtype)

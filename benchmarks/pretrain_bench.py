@@ -60,8 +60,8 @@ def heldout_loss(logits_of, ids: np.ndarray, context: int, batch: int = 16) -> f
 
 def split_texts() -> tuple[list[str], list[str]]:
     """The training plays and the held-out plays of chapter 2's split, which `llmcourse train` uses too."""
-    from llmcourse.cleaning import clean_split
-    from llmcourse.corpus import load_corpus
+    from llmcourse.data.cleaning import clean_split
+    from llmcourse.data.corpus import load_corpus
 
     train_docs, val_docs = clean_split(load_corpus("shakespeare"))
     return [d.text for d in train_docs], [d.text for d in val_docs]
@@ -72,7 +72,7 @@ def scored_texts() -> list[str]:
 
 
 def learn_ours(minutes: float) -> dict:
-    from llmcourse.loss import bits_per_byte
+    from llmcourse.foundations.loss import bits_per_byte
     from llmcourse.training.command import load_run
     from llmcourse.training.data import encode_documents
 
@@ -149,7 +149,7 @@ def learn_lfs(minutes: float) -> dict:
     from llms_from_scratch.ch02 import create_dataloader_v1
     from llms_from_scratch.ch05 import train_model_simple
 
-    from llmcourse.loss import bits_per_byte
+    from llmcourse.foundations.loss import bits_per_byte
 
     tokenizer = gpt2_encoding()
     train_texts, _ = split_texts()
@@ -178,8 +178,8 @@ def learn_lfs(minutes: float) -> dict:
 
 
 def course_setup():
-    from llmcourse.config import get_preset
-    from llmcourse.model import GPT
+    from llmcourse.model.config import get_preset
+    from llmcourse.model.gpt import GPT
     from llmcourse.training.config import get_train_preset
 
     tokens = np.random.default_rng(0).integers(0, 2048, 400_000).astype(np.uint16)
@@ -268,8 +268,8 @@ def overhead() -> dict:
 
 
 def checkpointing(context: int, repeats: int = 5) -> dict:
-    from llmcourse.config import get_preset
-    from llmcourse.model import GPT
+    from llmcourse.model.config import get_preset
+    from llmcourse.model.gpt import GPT
     from llmcourse.training.memory import activation_bytes
 
     cfg = get_preset("gpt2", n_layer=6, n_head=6, d_model=384, vocab_size=2048, context_length=context)

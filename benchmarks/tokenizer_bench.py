@@ -13,7 +13,7 @@ import time
 
 
 def corpus_text() -> str:
-    from llmcourse.corpus import load_corpus
+    from llmcourse.data.corpus import load_corpus
 
     return load_corpus("shakespeare").text
 

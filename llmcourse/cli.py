@@ -98,7 +98,7 @@ def _exercises(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    from llmcourse.corpus import available_corpora, load_corpus
+    from llmcourse.data.corpus import available_corpora, load_corpus
     from llmcourse.download import DownloadError
 
     if args.action == "list":

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.training import Trainer, get_train_preset
 from llmcourse.training.distributed import init_distributed, shutdown
 
@@ -70,7 +70,7 @@ try:
         from torch.distributed.optim import ZeroRedundancyOptimizer
         from torch.nn.parallel import DistributedDataParallel
 
-        from llmcourse.batches import random_batch
+        from llmcourse.data.batches import random_batch
         from llmcourse.training.optim import param_groups
         from llmcourse.training.zero import ShardedOptimizer
 

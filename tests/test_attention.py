@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from llmcourse.attention import (
+from llmcourse.model.attention import (
     KVCache,
     attention_weights,
     causal_mask,
@@ -16,8 +16,8 @@ from llmcourse.attention import (
     padding_mask,
     sliding_window_mask,
 )
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 
 LLAMA = dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False, n_kv_head=2)
 VARIANTS = {"gpt2": {}, "llama": LLAMA}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse.batches import (
+from llmcourse.data.batches import (
     TokenShards,
     WindowDataset,
     load_shards,
@@ -17,7 +17,7 @@ from llmcourse.batches import (
     window_loader,
     write_shards,
 )
-from llmcourse.embeddings import TokenAndPositionEmbedding
+from llmcourse.model.embeddings import TokenAndPositionEmbedding
 
 
 def test_token_dtype_fits_the_vocabulary():
@@ -97,7 +97,7 @@ MEMORY_PROBE = textwrap.dedent("""
     import resource, sys
     from pathlib import Path
     import numpy as np, torch
-    from llmcourse.batches import WindowDataset, load_shards, random_batch, window_loader
+    from llmcourse.data.batches import WindowDataset, load_shards, random_batch, window_loader
 
     def private_bytes():
         status = Path("/proc/self/status").read_text().splitlines()

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.bigram import BigramModel, bigram_counts
-from llmcourse.chars import CharVocab
-from llmcourse.corpus import load_corpus
-from llmcourse.loss import mean_nll, perplexity
+from llmcourse.data.corpus import load_corpus
+from llmcourse.foundations.bigram import BigramModel, bigram_counts
+from llmcourse.foundations.chars import CharVocab
+from llmcourse.foundations.loss import mean_nll, perplexity
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 
 from llmcourse.finetune.chat import Chat, stream_reply
 from llmcourse.finetune.sft import InstructionBatches, encode_conversations, reply
-from llmcourse.generate import stream, stream_text
+from llmcourse.model.generate import stream, stream_text
 from llmcourse.tokenizer import save_tokenizer
 from llmcourse.training import Trainer, get_train_preset
 from tests.test_sft import CONVERSATIONS, setup

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.config import get_preset
 from llmcourse.finetune.collate import IGNORE, encode_example, pack_examples, pad_batch
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from llmcourse.config import PRESETS, ModelConfig, get_preset
+from llmcourse.model.config import PRESETS, ModelConfig, get_preset
 
 
 def test_presets_are_valid_and_named():

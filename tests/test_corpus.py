@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcourse import corpus as C
+import llmcourse.data.corpus as C
 from llmcourse import download as D
 
 

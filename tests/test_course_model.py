@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse import course_model as cm
-from llmcourse.bigram import BigramModel
-from llmcourse.course_model import CourseModelConfig, cache_key, course_model, validation_loss
+import llmcourse.training.course_model as cm
+from llmcourse.foundations.bigram import BigramModel
+from llmcourse.training.course_model import (
+    CourseModelConfig,
+    cache_key,
+    course_model,
+    validation_loss,
+)
 
 # A recipe small enough to train in a second or two on the packaged corpus.
 SMALL = CourseModelConfig(corpus="tiny", vocab_size=300, n_layer=1, n_head=2, d_model=16,
@@ -65,14 +70,14 @@ def test_a_changed_recipe_is_a_different_entry():
 
 
 def test_changed_code_is_a_different_entry_and_changed_prose_is_not(monkeypatch):
-    import llmcourse.model
+    import llmcourse.model.gpt
 
-    assert cm.module_source("llmcourse.model") == Path(llmcourse.model.__file__).read_text()
+    assert cm.module_source("llmcourse.model.gpt") == Path(llmcourse.model.gpt.__file__).read_text()
     before = cache_key(SMALL)
     real = cm.module_source
 
     def edited(change):
-        return lambda name: change(real(name)) if name == "llmcourse.model" else real(name)
+        return lambda name: change(real(name)) if name == "llmcourse.model.gpt" else real(name)
 
     monkeypatch.setattr(cm, "module_source", edited(lambda s: s + "\n# a new comment\n"))
     assert cache_key(SMALL) == before

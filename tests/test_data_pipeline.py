@@ -6,9 +6,9 @@ import random
 import numpy as np
 import pytest
 
-from llmcourse.cleaning import normalize_text, split_documents
-from llmcourse.corpus import Document, load_corpus
-from llmcourse.dedup import (
+from llmcourse.data.cleaning import normalize_text, split_documents
+from llmcourse.data.corpus import Document, load_corpus
+from llmcourse.data.dedup import (
     PRIME,
     datasketch_candidates,
     datasketch_minhashes,
@@ -25,7 +25,12 @@ from llmcourse.dedup import (
     shingles,
     verify_candidates,
 )
-from llmcourse.quality import JUNK_KINDS, QualityClassifier, failed_rules, synthetic_low_quality
+from llmcourse.data.quality import (
+    JUNK_KINDS,
+    QualityClassifier,
+    failed_rules,
+    synthetic_low_quality,
+)
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,8 @@ def python(*args: str, hidden: Path | None = None) -> subprocess.CompletedProces
 
 def test_nothing_else_imports_deepspeed(tmp_path):
     code = ("import sys, llmcourse.cli, llmcourse.training.command, llmcourse.training.trainer, "
-            "llmcourse.course_model, llmcourse.grading.grader; print('deepspeed' in sys.modules)")
+            "llmcourse.training.course_model, llmcourse.grading.grader; "
+            "print('deepspeed' in sys.modules)")
     done = python("-c", code, hidden=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmcourse.config import get_preset
-from llmcourse.sizing import sharded_memory
+from llmcourse.model.config import get_preset
+from llmcourse.model.sizing import sharded_memory
 from llmcourse.training.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent

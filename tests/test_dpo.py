@@ -180,10 +180,10 @@ def test_the_cached_sft_model_is_checked_when_loaded(tmp_path):
     is refused, with the file named, rather than loaded."""
     import shutil
 
-    from llmcourse.corpus import load_corpus
-    from llmcourse.course_model import CourseModelError, read_entry
+    from llmcourse.data.corpus import load_corpus
     from llmcourse.finetune import recipe
     from llmcourse.finetune.sft import InstructionBatches, encode_conversations
+    from llmcourse.training.course_model import CourseModelError, read_entry
 
     sft = recipe.sft_model()  # kept by the book build (chapter 8) or trained now
     assert len(recipe.sft_tasks(load_corpus("shakespeare")).train) == recipe.SFT_EXAMPLES

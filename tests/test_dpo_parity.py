@@ -8,7 +8,7 @@ import torch
 
 from llmcourse.dpo.loss import dpo_loss, sequence_logprobs
 from llmcourse.finetune.collate import encode_example, pad_batch
-from llmcourse.hf_checkpoint import load_hf_checkpoint
+from llmcourse.model.hf_checkpoint import load_hf_checkpoint
 
 trl = pytest.importorskip("trl")
 transformers = pytest.importorskip("transformers")

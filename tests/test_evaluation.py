@@ -11,7 +11,6 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from llmcourse.bigram import BigramModel
 from llmcourse.evaluation.choice import MultipleChoice, choose, multiple_choice
 from llmcourse.evaluation.contamination import overlap
 from llmcourse.evaluation.generation import generate_until
@@ -26,7 +25,8 @@ from llmcourse.evaluation.likelihood import (
 from llmcourse.evaluation.report import BigramLM, Score, Stage, random_guess, report_card
 from llmcourse.evaluation.stats import ratio_interval, wilson_interval
 from llmcourse.evaluation.suite import Suite, speech_lines, text_pieces, word_order
-from llmcourse.hf_checkpoint import load_hf_checkpoint
+from llmcourse.foundations.bigram import BigramModel
+from llmcourse.model.hf_checkpoint import load_hf_checkpoint
 
 T = 16
 
@@ -215,7 +215,7 @@ def test_text_pieces_cover_the_text():
 
 
 def test_contamination_finds_copies_and_rewordings():
-    from llmcourse.dedup import jaccard, shingles
+    from llmcourse.data.dedup import jaccard, shingles
 
     rng = random.Random(0)
     words = "king queen sword crown night day love death ghost storm".split()
@@ -255,7 +255,7 @@ def test_chat_measures_equal_the_fine_tuning_chapters():
     """Exact match through generate_until equals chapter 8's exact_match (its own decoding), and
     preference accuracy equals chapter 9's ranking_accuracy (its own batching), on the course's
     SFT and DPO models."""
-    from llmcourse.corpus import load_corpus
+    from llmcourse.data.corpus import load_corpus
     from llmcourse.dpo.recipe import CONTEXT, dpo_model
     from llmcourse.dpo.training import encode_pairs, ranking_accuracy
     from llmcourse.evaluation.questions import CHAT, exact_match, preference_accuracy

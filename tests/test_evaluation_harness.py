@@ -18,11 +18,11 @@ transformers = pytest.importorskip("transformers")
 
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
-from llmcourse.course_model import course_model  # noqa: E402
 from llmcourse.evaluation.harness import CourseLM, evaluate, write_tasks  # noqa: E402
 from llmcourse.evaluation.report import Stage, measure  # noqa: E402
 from llmcourse.evaluation.suite import course_suite  # noqa: E402
-from llmcourse.hf_checkpoint import save_hf_checkpoint  # noqa: E402
+from llmcourse.model.hf_checkpoint import save_hf_checkpoint  # noqa: E402
+from llmcourse.training.course_model import course_model  # noqa: E402
 
 TASKS = ["course_order", "course_cloze", "course_text", "course_questions"]
 

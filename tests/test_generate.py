@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from llmcourse.config import get_preset
-from llmcourse.generate import generate, stream
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.generate import generate, stream
+from llmcourse.model.gpt import GPT
 
 
 def tiny(context_length=16, **overrides):

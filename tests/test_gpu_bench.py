@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmcourse.config import get_preset
-from llmcourse.sizing import flops_per_token
+from llmcourse.model.config import get_preset
+from llmcourse.model.sizing import flops_per_token
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py"
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from conftest import ROOT
 
-from llmcourse.bigram import bigram_counts
+from llmcourse.foundations.bigram import bigram_counts
 from llmcourse.grading import chapter_exercises, check
 from llmcourse.grading.feedback import run_check
 from llmcourse.grading.generate import generate, strip_solutions
@@ -141,12 +141,13 @@ def test_monkeypatching_torch_comparisons_fakes_nothing(tmp_path):
 
 
 def test_monkeypatching_the_reference_and_the_grader_fakes_nothing(tmp_path):
-    patch = ("import torch, llmcourse.bigram, llmcourse.sizing, llmcourse.grading.feedback as fb\n"
+    patch = ("import torch, llmcourse.foundations.bigram, llmcourse.model.sizing\n"
+             "import llmcourse.grading.feedback as fb\n"
              "import llmcourse.grading.exercise as ex\n"
              "wrong = lambda ids, vocab_size: "
              "torch.zeros(vocab_size, vocab_size, dtype=torch.long)\n"
-             "llmcourse.bigram.bigram_counts = wrong\n"
-             "llmcourse.sizing.parameter_count = lambda cfg: 7\n"
+             "llmcourse.foundations.bigram.bigram_counts = wrong\n"
+             "llmcourse.model.sizing.parameter_count = lambda cfg: 7\n"
              "ex.same_tensor = ex.exact_int = lambda *a, **k: None\n"
              "fb.judge = lambda *a, **k: None\n"
              "count_bigrams = wrong\n"

@@ -22,8 +22,8 @@ STEPS = 60
 TRAIN = f"""
 import time
 import numpy as np, torch
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.training import Trainer, get_train_preset
 from llmcourse.viz.training import LiveCurves
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse.config import get_preset
 from llmcourse.finetune.lora import (
     LoRALinear,
     adapter_state_dict,
@@ -17,7 +16,8 @@ from llmcourse.finetune.lora import (
     save_adapter,
     unmerge_lora,
 )
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 
 peft = pytest.importorskip("peft")
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from llmcourse.attention import (
+from llmcourse.model.attention import (
     KVCache,
     apply_rope,
     causal_mask,
@@ -19,11 +19,11 @@ from llmcourse.attention import (
     naive_attention,
     rope_tables,
 )
-from llmcourse.config import PRESETS, get_preset
-from llmcourse.generate import generate, stream, top_k_filter, top_p_filter
-from llmcourse.hf_checkpoint import CheckpointError, load_hf_checkpoint, save_hf_checkpoint
-from llmcourse.model import GPT
-from llmcourse.sizing import parameter_count
+from llmcourse.model.config import PRESETS, get_preset
+from llmcourse.model.generate import generate, stream, top_k_filter, top_p_filter
+from llmcourse.model.gpt import GPT
+from llmcourse.model.hf_checkpoint import CheckpointError, load_hf_checkpoint, save_hf_checkpoint
+from llmcourse.model.sizing import parameter_count
 
 HF_MODELS = {
     "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=500,
@@ -243,7 +243,7 @@ def test_loading_holds_one_copy_of_the_weights(tmp_path):
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     save_hf_checkpoint(model, tmp_path / "ckpt")
     script = (f"import resource, torch\n"
-              f"from llmcourse.hf_checkpoint import load_hf_checkpoint\n"
+              f"from llmcourse.model.hf_checkpoint import load_hf_checkpoint\n"
               f"before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
               f"model = load_hf_checkpoint({str(tmp_path / 'ckpt')!r})\n"
               f"print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n")

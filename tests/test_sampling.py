@@ -12,9 +12,9 @@ from transformers.generation.logits_process import (
 )
 from widget_protocol import open_widgets, send_update, start_kernel, stop_kernel
 
-from llmcourse.config import get_preset
-from llmcourse.generate import generate, sampling_probs
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.generate import generate, sampling_probs
+from llmcourse.model.gpt import GPT
 from llmcourse.viz.sampling import next_logits, sampling_figure, sampling_samples, top_tokens
 
 
@@ -115,9 +115,9 @@ def test_bad_logits_are_refused():
 LIVE = """
 import torch
 from IPython.display import display
-from llmcourse.config import get_preset
-from llmcourse.generate import generate
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.generate import generate
+from llmcourse.model.gpt import GPT
 from llmcourse.viz.sampling import sampling_explorer
 
 torch.manual_seed(0)

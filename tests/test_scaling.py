@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.training import get_train_preset
 from llmcourse.training.scaling import fit_power_law, frontier, isoflop_runs, steps_for_budget
 

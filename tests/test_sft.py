@@ -4,7 +4,6 @@ import copy
 
 import torch
 
-from llmcourse.config import get_preset
 from llmcourse.finetune.records import alpaca
 from llmcourse.finetune.sft import (
     InstructionBatches,
@@ -14,7 +13,8 @@ from llmcourse.finetune.sft import (
     reply,
 )
 from llmcourse.finetune.template import add_chat_tokens, grow_vocabulary
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.tokenizer import Tokenizer
 from llmcourse.training import Trainer, get_train_preset
 
@@ -93,11 +93,11 @@ def test_the_recipe_lifts_the_course_model_on_held_out_questions():
     """The chapter's recipe on a short budget (400 steps, two families): on questions with held-out
     phrasings and inputs, the fine-tuned course model clearly beats both its former self and the
     majority baseline (measured 22/40 and 33/40 against 0 and 6)."""
-    from llmcourse.corpus import load_corpus
-    from llmcourse.course_model import course_model
+    from llmcourse.data.corpus import load_corpus
     from llmcourse.finetune import recipe
     from llmcourse.finetune.sft import majority_baseline
     from llmcourse.finetune.tasks import make_tasks, vocabulary
+    from llmcourse.training.course_model import course_model
 
     words = vocabulary(load_corpus("shakespeare").text)
     tasks = make_tasks(words, 1000, 40, ["first_word", "count_words"])

@@ -5,9 +5,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
-from llmcourse.sizing import (
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
+from llmcourse.model.sizing import (
     activation_elements_per_token,
     flops_per_token,
     parameter_count,

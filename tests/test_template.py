@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from llmcourse.config import get_preset
 from llmcourse.finetune.records import chat
 from llmcourse.finetune.template import CHAT_TOKENS, END, add_chat_tokens, grow_vocabulary, render
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
 
 TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 20

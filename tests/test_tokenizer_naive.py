@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from llmcourse.corpus import load_corpus
+from llmcourse.data.corpus import load_corpus
 from llmcourse.tokenizer import GPT2_PATTERN, Tokenizer, train_bpe
 from llmcourse.tokenizer.naive import (
     build_vocab,

@@ -9,7 +9,7 @@ import pytest
 from test_tokenizer import SPECIAL, TINY, varied_text
 
 import llmcourse.tokenizer.bpe as bpe
-from llmcourse.corpus import load_corpus
+from llmcourse.data.corpus import load_corpus
 from llmcourse.tokenizer import Tokenizer
 
 # cl100k_base's pattern, as in tiktoken_ext.openai_public: possessive quantifiers and an

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
-from llmcourse.train import fit
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
+from llmcourse.model.minimal_loop import fit
 
 
 def test_a_model_memorises_one_batch():

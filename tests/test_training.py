@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse.config import get_preset
-from llmcourse.hf_checkpoint import CheckpointError
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
+from llmcourse.model.hf_checkpoint import CheckpointError
 from llmcourse.training import (
     Trainer,
     TrainingDiverged,
@@ -161,8 +161,8 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 
 TRAIN_SCRIPT = """
 import sys, numpy as np, torch
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.training import Trainer, get_train_preset
 torch.manual_seed(0)
 model = GPT(get_preset("tiny", n_layer=1, vocab_size=256, context_length=32))

@@ -10,8 +10,8 @@ from llmcourse.viz.training import curves_figure
 
 TRAIN_IN_KERNEL = """
 import numpy as np, torch
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.training import Trainer, get_train_preset
 from llmcourse.viz.training import LiveCurves
 torch.manual_seed(0)

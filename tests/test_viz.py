@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from llmcourse.config import get_preset
+from llmcourse.model.config import get_preset
 from llmcourse.viz import display as D
 from llmcourse.viz.attention import attention_figure
 from llmcourse.viz.data import dedup_tradeoff_figure
@@ -54,7 +54,7 @@ def test_show_source_is_highlighted_markdown_of_the_real_code(shown):
     D.show_source(get_preset)
     (bundle,) = shown
     assert "```python\ndef get_preset(" in bundle["text/markdown"]
-    assert "llmcourse.config.get_preset" in bundle["text/markdown"]
+    assert "llmcourse.model.config.get_preset" in bundle["text/markdown"]
 
 
 def test_memory_menu_shows_one_mode_at_a_time():

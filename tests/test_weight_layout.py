@@ -3,11 +3,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from llmcourse.config import get_preset
-from llmcourse.generate import generate
-from llmcourse.hf_checkpoint import load_hf_checkpoint, save_hf_checkpoint
-from llmcourse.model import GPT
-from llmcourse.weight_layout import set_weight_layout, tune_weight_layout, weight_layout
+from llmcourse.model.config import get_preset
+from llmcourse.model.generate import generate
+from llmcourse.model.gpt import GPT
+from llmcourse.model.hf_checkpoint import load_hf_checkpoint, save_hf_checkpoint
+from llmcourse.model.weight_layout import set_weight_layout, tune_weight_layout, weight_layout
 
 
 def tiny(**overrides) -> GPT:

@@ -14,9 +14,9 @@ from widget_protocol import open_widgets, start_kernel, stop_kernel
 SETUP = """
 import torch
 from IPython.display import display
-from llmcourse.attention import causal_mask, sliding_window_mask
-from llmcourse.config import get_preset
-from llmcourse.model import GPT
+from llmcourse.model.attention import causal_mask, sliding_window_mask
+from llmcourse.model.config import get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.viz.attention import attention_explorer
 
 torch.manual_seed(0)

@@ -33,9 +33,6 @@ LR = 1e-3
 BETA = 0.1
 SFT_WEIGHT = 1.0
 CONTEXT = 64  # tokens of prompt and answer; longer prompts lose their oldest tokens
-# every module whose code changes what dpo_model() returns (the SFT model's own are in its key)
-DPO_SOURCES = ("llmcourse.dpo.recipe", "llmcourse.dpo.pairs", "llmcourse.dpo.preferences",
-               "llmcourse.dpo.loss", "llmcourse.dpo.training")
 
 
 def dpo_config(**overrides: Any) -> TrainConfig:
@@ -65,12 +62,12 @@ class DPOModel:
 
 
 def _entry(sft_path: Path, cache: Path | str | None) -> tuple[str, Path]:
-    from llmcourse.course_model import code_fingerprint, module_source
     from llmcourse.download import cache_dir
+    from llmcourse.training.course_model import code_closure, code_fingerprint, module_source
 
     digest = hashlib.sha256(json.dumps([sft_path.name, PAIRS, STEPS, LR, BETA, SFT_WEIGHT])
                             .encode())
-    for name in DPO_SOURCES:
+    for name in code_closure(__name__):  # this recipe and all it imports
         digest.update(code_fingerprint(module_source(name)).encode())
     key = digest.hexdigest()
     return key, Path(cache_dir() if cache is None else cache) / "dpo_model" / key[:16]
@@ -81,8 +78,8 @@ def keep_dpo_model(trainer, tokenizer: Tokenizer, test_pairs: list[PreferencePai
     """Cache a policy that a notebook aligned by this recipe (chapter 9 does), so that dpo_model()
     loads it instead of training it again. Only a finished run with the recipe's settings and
     objective is kept; returns whether it was."""
-    from llmcourse.course_model import FORMAT, write_entry
     from llmcourse.finetune.recipe import sft_model
+    from llmcourse.training.course_model import FORMAT, write_entry
 
     objective = trainer.model
     same = (trainer.cfg == dpo_config() and trainer.step == STEPS
@@ -102,8 +99,7 @@ def keep_dpo_model(trainer, tokenizer: Tokenizer, test_pairs: list[PreferencePai
 
 def dpo_model(cache: Path | str | None = None, progress: bool = False) -> DPOModel:
     """The SFT model after DPO by this recipe: from the cache, or trained and cached."""
-    from llmcourse.corpus import load_corpus
-    from llmcourse.course_model import FORMAT, CourseModelError, read_entry, write_entry
+    from llmcourse.data.corpus import load_corpus
     from llmcourse.dpo.training import (
         DPOObjective,
         PreferenceBatches,
@@ -112,6 +108,7 @@ def dpo_model(cache: Path | str | None = None, progress: bool = False) -> DPOMod
     )
     from llmcourse.finetune.recipe import sft_model, sft_tasks
     from llmcourse.training import Trainer
+    from llmcourse.training.course_model import FORMAT, CourseModelError, read_entry, write_entry
     from llmcourse.training.trainer import announce
 
     sft = sft_model(cache=cache, progress=progress)

@@ -19,8 +19,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmcourse.cleaning import normalize_text
-from llmcourse.dedup import estimated_jaccard, lsh_candidates, minhash_signature, shingles
+from llmcourse.data.cleaning import normalize_text
+from llmcourse.data.dedup import estimated_jaccard, lsh_candidates, minhash_signature, shingles
 
 
 def _digest(text: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from llmcourse.generate import generate_rows
+from llmcourse.model.generate import generate_rows
 from llmcourse.tokenizer import Tokenizer
 
 

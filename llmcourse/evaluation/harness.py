@@ -142,7 +142,7 @@ def hub_gpt2(name: str = "openai-community/gpt2") -> tuple[nn.Module, Tokenizer]
     OpenAI's GPT-2 tokenizer."""
     from huggingface_hub import snapshot_download
 
-    from llmcourse.hf_checkpoint import load_hf_checkpoint
+    from llmcourse.model.hf_checkpoint import load_hf_checkpoint
     from llmcourse.tokenizer import load_gpt2
 
     folder = snapshot_download(name, allow_patterns=["config.json", "model.safetensors"])

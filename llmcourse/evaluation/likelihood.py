@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from llmcourse.evaluation.stats import ratio_interval
-from llmcourse.loss import bits_per_byte as nats_to_bits_per_byte
+from llmcourse.foundations.loss import bits_per_byte as nats_to_bits_per_byte
 from llmcourse.tokenizer import Tokenizer
 
 Request = tuple[Sequence[int], Sequence[int]]  # (context ids, continuation ids)

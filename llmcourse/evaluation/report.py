@@ -183,9 +183,9 @@ def report_card(stages: Sequence[Stage], suite: Suite, floors: Sequence[Stage] =
 def bigram_stage(tokenizer: Tokenizer, context_length: int, name: str = "bigram (chapter 1)",
                  corpus: str = "shakespeare") -> Stage:
     """Chapter 1's bigram model, counted on the course model's training plays in its tokens."""
-    from llmcourse.bigram import BigramModel
-    from llmcourse.cleaning import clean_split
-    from llmcourse.corpus import load_corpus
+    from llmcourse.data.cleaning import clean_split
+    from llmcourse.data.corpus import load_corpus
+    from llmcourse.foundations.bigram import BigramModel
 
     if tokenizer.n_vocab > 16_384:
         raise ValueError(f"a bigram table over {tokenizer.n_vocab:,} tokens would take "
@@ -201,10 +201,10 @@ def bigram_stage(tokenizer: Tokenizer, context_length: int, name: str = "bigram 
 def course_stages(progress: bool = False) -> tuple[list[Stage], list]:
     """The course model after pretraining, after SFT and after DPO (each from its cache, or
     trained by its recipe), and the held-out preference pairs made for DPO."""
-    from llmcourse.course_model import course_model
     from llmcourse.dpo.recipe import dpo_model
     from llmcourse.evaluation.questions import CHAT
     from llmcourse.finetune.recipe import sft_model
+    from llmcourse.training.course_model import course_model
 
     course = course_model(progress=progress)
     sft, dpo = sft_model(progress=progress), dpo_model(progress=progress)

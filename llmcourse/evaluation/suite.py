@@ -131,8 +131,8 @@ def course_suite(pairs: Sequence | None = None, items: int = 200, seed: int = 0)
     """The course's evaluation data: `items` multiple-choice items per task, every held-out text
     piece and question, and the held-out preference pairs given (chapter 9's: dpo_model()
     returns them)."""
-    from llmcourse.cleaning import clean_split
-    from llmcourse.corpus import load_corpus
+    from llmcourse.data.cleaning import clean_split
+    from llmcourse.data.corpus import load_corpus
     from llmcourse.finetune.recipe import sft_tasks
 
     corpus = load_corpus("shakespeare")

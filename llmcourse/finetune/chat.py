@@ -1,7 +1,7 @@
 """Chatting with a fine-tuned model: the chat template, streaming, the KV cache, and stopping at
 the end-of-turn token.
 
-`stream_reply` yields the answer to a conversation piece by piece (`llmcourse.generate.stream`
+`stream_reply` yields the answer to a conversation piece by piece (`llmcourse.model.generate.stream`
 keeps a KV cache, so each new token costs one position, not the whole prompt again) and stops at
 <|end|>, the token SFT taught the model to write when its turn is over. `Chat` keeps the history
 across turns; `chat_box` puts it in a text box in a notebook, and `llmcourse chat RUN_DIR` on the
@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from llmcourse.finetune.template import END, prompt_ids
-from llmcourse.generate import stream_text
+from llmcourse.model.generate import stream_text
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -30,7 +30,7 @@ def stream_reply(model: torch.nn.Module, tokenizer: Tokenizer,
                  messages: Sequence[tuple[str, str]], max_new_tokens: int = 48,
                  **options) -> Iterator[str]:
     """The assistant's answer to `messages` ((role, text) pairs), streamed, up to its <|end|>.
-    Options as in `llmcourse.generate.stream` (temperature=0: greedy)."""
+    Options as in `llmcourse.model.generate.stream` (temperature=0: greedy)."""
     prompt = prompt_ids(messages, tokenizer)
     room = model.cfg.context_length - len(prompt) + 1
     if room < 1:

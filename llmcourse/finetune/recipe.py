@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcourse.corpus import Corpus
+from llmcourse.data.corpus import Corpus
 from llmcourse.finetune.lora import apply_lora
 from llmcourse.finetune.records import Conversation
 from llmcourse.finetune.tasks import make_play_tasks, make_tasks, vocabulary
 from llmcourse.finetune.template import CHAT_TOKENS, add_chat_tokens, grow_vocabulary
-from llmcourse.model import GPT
+from llmcourse.model.gpt import GPT
 from llmcourse.tokenizer import Tokenizer
 from llmcourse.training.config import TrainConfig, get_train_preset
 
@@ -79,10 +79,6 @@ def sft_config(lora: bool = False, **overrides) -> TrainConfig:
     return get_train_preset("course", **settings)
 
 
-# every module whose code changes what sft_model() returns
-SFT_SOURCES = ("llmcourse.finetune.recipe", "llmcourse.finetune.tasks",
-               "llmcourse.finetune.records", "llmcourse.finetune.template",
-               "llmcourse.finetune.collate", "llmcourse.finetune.sft")
 
 
 @dataclass
@@ -95,11 +91,11 @@ class SFTModel:
 
 
 def _entry(course, cache: Path | str | None) -> tuple[str, Path]:
-    from llmcourse.course_model import code_fingerprint, module_source
     from llmcourse.download import cache_dir
+    from llmcourse.training.course_model import code_closure, code_fingerprint, module_source
 
     digest = hashlib.sha256(json.dumps([course.path.name, STEPS, FULL_LR]).encode())
-    for name in SFT_SOURCES:
+    for name in code_closure(__name__):  # this recipe and all it imports
         digest.update(code_fingerprint(module_source(name)).encode())
     key = digest.hexdigest()
     return key, Path(cache_dir() if cache is None else cache) / "sft_model" / key[:16]
@@ -109,7 +105,7 @@ def keep_sft_model(trainer, tokenizer: Tokenizer, cache: Path | str | None = Non
     """Cache a model that a notebook fine-tuned by this recipe (chapter 8 does), so that sft_model()
     loads it instead of training it again. Only a run with the recipe's settings, finished, is kept;
     returns whether it was."""
-    from llmcourse.course_model import FORMAT, course_model, write_entry
+    from llmcourse.training.course_model import FORMAT, course_model, write_entry
 
     if trainer.cfg != sft_config() or trainer.step != STEPS or len(trainer.train_tokens) != \
             SFT_EXAMPLES:
@@ -125,16 +121,16 @@ def keep_sft_model(trainer, tokenizer: Tokenizer, cache: Path | str | None = Non
 def sft_model(cache: Path | str | None = None, progress: bool = False) -> SFTModel:
     """The course model after full fine-tuning by this recipe (sft_tasks, STEPS steps at FULL_LR):
     from the cache, or trained (one to three minutes on two CPU cores) and cached."""
-    from llmcourse.corpus import load_corpus
-    from llmcourse.course_model import (
+    from llmcourse.data.corpus import load_corpus
+    from llmcourse.finetune.sft import InstructionBatches, encode_conversations
+    from llmcourse.training import Trainer
+    from llmcourse.training.course_model import (
         FORMAT,
         CourseModelError,
         course_model,
         read_entry,
         write_entry,
     )
-    from llmcourse.finetune.sft import InstructionBatches, encode_conversations
-    from llmcourse.training import Trainer
     from llmcourse.training.trainer import announce
 
     course = course_model(cache=cache, progress=progress)

@@ -27,7 +27,7 @@ from llmcourse.finetune.collate import (
 )
 from llmcourse.finetune.records import Conversation
 from llmcourse.finetune.template import END, prompt_ids, render
-from llmcourse.generate import generate_rows
+from llmcourse.model.generate import generate_rows
 from llmcourse.tokenizer import Tokenizer
 
 
@@ -119,8 +119,8 @@ def replies(
     seed: int = 0,
 ) -> list[str]:
     """The model's reply to each conversation's prompt, up to its <|end|>, as `reply` gives it one
-    at a time, but many prompts answered at once (`llmcourse.generate.generate_rows`): greedy, or
-    sampled at `temperature` (batch k of prompts drawn with seed + k)."""
+    at a time, but many prompts answered at once (`llmcourse.model.generate.generate_rows`):
+    greedy, or sampled at `temperature` (batch k of prompts drawn with seed + k)."""
     prompts, budgets = [], []
     for c in conversations:
         prompt = prompt_ids([(m.role, m.content) for m in c.prompt_messages], tokenizer)

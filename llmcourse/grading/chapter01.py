@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from llmcourse.bigram import BigramModel, bigram_counts
-from llmcourse.config import ModelConfig
+from llmcourse.foundations.bigram import BigramModel, bigram_counts
+from llmcourse.foundations.loss import mean_nll, perplexity
 from llmcourse.grading.exercise import Exercise, close_number, exact_int, register, same_tensor
-from llmcourse.loss import mean_nll, perplexity
-from llmcourse.sizing import parameter_count
+from llmcourse.model.config import ModelConfig
+from llmcourse.model.sizing import parameter_count
 
 
 def _ids(g: torch.Generator, n: int, vocab: int) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Chapter 2's exercises: shingles, Jaccard similarity, MinHash, its Jaccard estimate, precision and
-recall. Every reference is llmcourse.dedup's own function."""
+recall. Every reference is llmcourse.data.dedup's own function."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from llmcourse.dedup import (
+from llmcourse.data.dedup import (
     PRIME,
     estimated_jaccard,
     jaccard,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from llmcourse.batches import WindowDataset
+from llmcourse.data.batches import WindowDataset
 from llmcourse.grading.exercise import Exercise, register, same_sequence, same_tensors
 from llmcourse.tokenizer import merge_pair
 from llmcourse.tokenizer.naive import encode_with_merges, most_frequent_pair, train_merges

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from llmcourse.attention import (
+from llmcourse.grading.exercise import Exercise, exact_int, register, same_tensor
+from llmcourse.model.attention import (
     apply_rope,
     causal_mask,
     kv_cache_bytes,
@@ -12,8 +13,7 @@ from llmcourse.attention import (
     rope_tables,
     sliding_window_mask,
 )
-from llmcourse.config import ModelConfig
-from llmcourse.grading.exercise import Exercise, exact_int, register, same_tensor
+from llmcourse.model.config import ModelConfig
 
 
 def _qkv(g: torch.Generator, B: int, H: int, T: int, D: int) -> tuple[torch.Tensor, ...]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from llmcourse.attention import naive_attention
-from llmcourse.config import ModelConfig
-from llmcourse.generate import top_p_filter
 from llmcourse.grading.exercise import Exercise, exact_int, register, same_tensor, same_tensors
-from llmcourse.model import MLP, RMSNorm
-from llmcourse.sizing import parameter_count
+from llmcourse.model.attention import naive_attention
+from llmcourse.model.config import ModelConfig
+from llmcourse.model.generate import top_p_filter
+from llmcourse.model.gpt import MLP, RMSNorm
+from llmcourse.model.sizing import parameter_count
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

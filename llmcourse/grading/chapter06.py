@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from llmcourse.foundations.loss import bits_per_byte, mean_nll
 from llmcourse.grading.exercise import Exercise, close_number, register, same_tensor, same_tensors
-from llmcourse.loss import bits_per_byte, mean_nll
 from llmcourse.training.config import TrainConfig
 from llmcourse.training.schedule import lr_at
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from llmcourse.config import get_preset
 from llmcourse.grading.exercise import Exercise, close_number, register, same_tensors
-from llmcourse.sizing import (
+from llmcourse.model.config import get_preset
+from llmcourse.model.sizing import (
     activation_elements_per_token,
     compute_optimal,
     sharded_memory,
@@ -46,7 +46,7 @@ register(Exercise(
     compare=lambda expected, got: close_number(expected, got, rel=1e-9),
     hint="fp32 AdamW keeps 4 bytes of weight, 4 of gradient and 8 of moments per parameter; "
          "bf16 mixed precision adds a 2-byte bf16 copy of each weight. Count parameters with "
-         "llmcourse.sizing.parameter_count.",
+         "llmcourse.model.sizing.parameter_count.",
 ))
 
 register(Exercise(
@@ -93,5 +93,5 @@ register(Exercise(
     hint="fp32 AdamW, per device: ddp keeps 16 bytes per parameter; zero1 splits the 8 bytes of "
          "moments over the devices; zero2 also the 4 of gradients; fsdp also the 4 of weights, "
          "plus one block's full weights (4 bytes x its attention and MLP parameters, from "
-         "llmcourse.sizing.parameter_breakdown / n_layer).",
+         "llmcourse.model.sizing.parameter_breakdown / n_layer).",
 ))

@@ -1,6 +1,6 @@
 """Chapter 10's exercises: bits per byte, choosing by log-likelihood, length normalisation, an
 exact-overlap contamination check and a Wilson confidence interval. The references are the
-package's own functions (llmcourse.loss, llmcourse.evaluation)."""
+package's own functions (llmcourse.foundations.loss, llmcourse.evaluation)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from llmcourse.evaluation.choice import choose
 from llmcourse.evaluation.contamination import overlap
 from llmcourse.evaluation.stats import wilson_interval
+from llmcourse.foundations.loss import bits_per_byte
 from llmcourse.grading.exercise import Exercise, close_number, register, same_sequence
-from llmcourse.loss import bits_per_byte
 
 
 def _bpb(logprobs: list[float], text: str) -> float:

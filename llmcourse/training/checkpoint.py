@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from llmcourse.hf_checkpoint import CheckpointError
+from llmcourse.model.hf_checkpoint import CheckpointError
 
 FORMAT = "llmcourse-train-1"
 

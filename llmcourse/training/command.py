@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from llmcourse.config import PRESETS, ModelConfig, get_preset
-from llmcourse.hf_checkpoint import CheckpointError
-from llmcourse.model import GPT
+from llmcourse.model.config import PRESETS, ModelConfig, get_preset
+from llmcourse.model.gpt import GPT
+from llmcourse.model.hf_checkpoint import CheckpointError
 from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
 from llmcourse.training.checkpoint import load_checkpoint
 from llmcourse.training.config import TRAIN_PRESETS, get_train_preset
@@ -217,7 +217,7 @@ def load_run(folder: str | Path) -> tuple[GPT, Tokenizer]:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from llmcourse.generate import stream_text
+    from llmcourse.model.generate import stream_text
 
     model, tokenizer = load_run(args.run_dir)
     eot = tokenizer.special_tokens.get("<|endoftext|>")

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from llmcourse.config import pick_preset
+from llmcourse.model.config import pick_preset
 
 Schedule = Literal["cosine", "wsd", "constant"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -79,8 +79,8 @@ class TrainConfig:
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # The course model's recipe (llmcourse.course_model): one to three minutes on a 2-core CPU. With
-    # warmup, a peak rate of 3e-3 beats the 1e-3 that a constant rate needs.
+    # The course model's recipe (llmcourse.training.course_model): one to three minutes on a
+    # 2-core CPU. With warmup, a peak rate of 3e-3 beats the 1e-3 that a constant rate needs.
     "course": TrainConfig(batch_size=16, context_length=64, max_steps=1200, lr=3e-3,
                           warmup_steps=60, eval_every=200),
     # The same recipe scaled up for a GPU

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcourse.cleaning import clean_split
-from llmcourse.corpus import load_corpus
+from llmcourse.data.cleaning import clean_split
+from llmcourse.data.corpus import load_corpus
 from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
 
 END_OF_TEXT = "<|endoftext|>"

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from llmcourse.hf_checkpoint import CheckpointError
+from llmcourse.model.hf_checkpoint import CheckpointError
 from llmcourse.training.config import TrainConfig
 from llmcourse.training.distributed import Distributed
 

@@ -8,14 +8,14 @@
   hooks, each storage once and the parameters left out (a matrix multiply keeps a reference to
   its weight, which costs nothing more).
 
-`llmcourse.sizing.training_memory` estimates the same four numbers from a config alone; the tests
-hold the two together.
+`llmcourse.model.sizing.training_memory` estimates the same four numbers from a config alone; the
+tests hold the two together.
 """
 from __future__ import annotations
 
 import torch
 
-from llmcourse.sizing import TrainingMemory
+from llmcourse.model.sizing import TrainingMemory
 
 
 def activation_bytes(model: torch.nn.Module, ids: torch.Tensor, autocast: bool = False) -> int:

@@ -8,8 +8,8 @@ rows looked up, each updated only when its token occurs: decaying every row at e
 shrink the rare tokens' rows for nothing. (With tied embeddings the one matrix is also the LM head;
 it follows the embedding rule, as in nanoGPT's successors.)
 
->>> from llmcourse.config import get_preset
->>> from llmcourse.model import GPT
+>>> from llmcourse.model.config import get_preset
+>>> from llmcourse.model.gpt import GPT
 >>> decay, no_decay = param_groups(GPT(get_preset("tiny", n_layer=1)), weight_decay=0.1)
 >>> len(decay["params"]), len(no_decay["params"]), no_decay["weight_decay"]
 (4, 12, 0.0)

@@ -2,9 +2,9 @@
 compute budgets.
 
 For a budget of C FLOPs, a model that costs F FLOPs per token
-(`llmcourse.sizing.flops_per_token`, forward and backward) trains on C / F tokens. Small models
-see many tokens, large ones few; at each budget one width gives the lowest loss, and those best
-losses fall with C as a power law, L(C) = a C^b, a straight line on log-log axes (Kaplan et al.
+(`llmcourse.model.sizing.flops_per_token`, forward and backward) trains on C / F tokens. Small
+models see many tokens, large ones few; at each budget one width gives the lowest loss, and those
+best losses fall with C as a power law, L(C) = a C^b, a straight line on log-log axes (Kaplan et al.
 2020; Hoffmann et al. 2022 for the compute-optimal split between N and D).
 
 >>> a, b = fit_power_law([1e9, 1e10, 1e11], [4.0, 2.0, 1.0])
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmcourse.config import ModelConfig
-from llmcourse.model import GPT
-from llmcourse.sizing import flops_per_token
+from llmcourse.model.config import ModelConfig
+from llmcourse.model.gpt import GPT
+from llmcourse.model.sizing import flops_per_token
 from llmcourse.training.config import TrainConfig
 from llmcourse.training.trainer import Trainer
 

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmcourse.batches import random_batch
-from llmcourse.hf_checkpoint import CheckpointError
-from llmcourse.loss import bits_per_byte
+from llmcourse.data.batches import random_batch
+from llmcourse.foundations.loss import bits_per_byte
+from llmcourse.model.hf_checkpoint import CheckpointError
 from llmcourse.progress import bars_on, progress_bar
 from llmcourse.training import deepspeed_engine
 from llmcourse.training.checkpoint import config_differences, load_checkpoint, save_checkpoint

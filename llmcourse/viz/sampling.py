@@ -1,7 +1,7 @@
 """The sampling explorer: how temperature, top-k and top-p reshape a model's next-token
 distribution.
 
-Both forms draw from `llmcourse.generate.sampling_probs`, the distribution `generate` samples
+Both forms draw from `llmcourse.model.generate.sampling_probs`, the distribution `generate` samples
 from.
 
 - `sampling_figure`, for the static book: bars of the most likely next tokens, a slider for the
@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from llmcourse.generate import generate, sampling_probs
+from llmcourse.model.generate import generate, sampling_probs
 from llmcourse.viz.distributions import visible
 from llmcourse.viz.theme import MENU_ROW, PALETTE, SLIDER, TOP, menu_under_title, slider_below
 

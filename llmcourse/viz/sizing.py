@@ -1,7 +1,7 @@
 """The size, memory and compute calculator as figures (static-interactive) and as a live widget (in
 a kernel).
 
-All numbers come from llmcourse.sizing; this module only draws them.
+All numbers come from llmcourse.model.sizing; this module only draws them.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import ipywidgets as W
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from llmcourse.config import ModelConfig, get_preset
-from llmcourse.sizing import (
+from llmcourse.model.config import ModelConfig, get_preset
+from llmcourse.model.sizing import (
     GPU_PEAK_FLOPS,
     STRATEGIES,
     parameter_count,

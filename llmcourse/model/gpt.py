@@ -2,10 +2,10 @@
 
 One ModelConfig drives every variant: GPT-2 (LayerNorm, GELU MLP, learned positions, biases) and
 Llama (RMSNorm, SwiGLU, RoPE, grouped-query attention, no biases). Its parameter count is exactly
-`llmcourse.sizing.parameter_count(cfg)` (tested), so the calculator of chapter 1 and this module
-cannot drift apart.
+`llmcourse.model.sizing.parameter_count(cfg)` (tested), so the calculator of chapter 1 and this
+module cannot drift apart.
 
->>> from llmcourse.config import get_preset
+>>> from llmcourse.model.config import get_preset
 >>> model = GPT(get_preset("tiny", n_layer=1))
 >>> model(torch.zeros(2, 5, dtype=torch.long)).shape
 torch.Size([2, 5, 4096])
@@ -19,9 +19,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from llmcourse.attention import KVCache, MultiHeadAttention, rope_tables
-from llmcourse.config import ModelConfig
-from llmcourse.embeddings import check_token_ids
+from llmcourse.model.attention import KVCache, MultiHeadAttention, rope_tables
+from llmcourse.model.config import ModelConfig
+from llmcourse.model.embeddings import check_token_ids
 
 
 class RMSNorm(nn.Module):

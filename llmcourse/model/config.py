@@ -143,8 +143,9 @@ PRESETS: dict[str, ModelConfig] = {
                             tie_embeddings=False, **_LLAMA),
     # What the chapters train on a 2-core CPU in minutes
     "tiny": ModelConfig(vocab_size=4096, context_length=256, n_layer=4, n_head=4, d_model=128),
-    # The course model (llmcourse.course_model) and `llmcourse train`'s default: tiny, with a
-    # 2,048-token vocabulary and a 64-token context, so that a minute of CPU sees each token often
+    # The course model (llmcourse.training.course_model) and `llmcourse train`'s default: tiny,
+    # with a 2,048-token vocabulary and a 64-token context, so that a minute of CPU sees each
+    # token often
     "course": ModelConfig(vocab_size=2048, context_length=64, n_layer=4, n_head=4, d_model=128),
 }
 

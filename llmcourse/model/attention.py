@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmcourse.config import ModelConfig, RopeScaling
+from llmcourse.model.config import ModelConfig, RopeScaling
 
 # --- masks ----------------------------------------------------------------------------------------
 

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from llmcourse.attention import KVCache
+from llmcourse.model.attention import KVCache
 
 if TYPE_CHECKING:
-    from llmcourse.model import GPT
+    from llmcourse.model.gpt import GPT
 
 LAYOUTS = ("row", "column")
 

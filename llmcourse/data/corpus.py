@@ -111,7 +111,7 @@ def _read_archive(entry: ArchiveCorpus, path: Path) -> tuple[Document, ...]:
 
 
 def _read_packaged(entry: PackagedCorpus) -> tuple[Document, ...]:
-    folder = resources.files("llmcourse") / "corpora"
+    folder = resources.files("llmcourse.data") / "corpora"
     prefix = entry.name + "_"
     files = sorted((f for f in folder.iterdir() if f.name.startswith(prefix)), key=lambda f: f.name)
     return tuple(Document(f.name.removeprefix(prefix).removesuffix(".txt"), f.read_text("utf-8"))

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from llmcourse.corpus import Corpus, Document
+from llmcourse.data.corpus import Corpus, Document
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
@@ -53,7 +53,7 @@ def clean_split(corpus: Corpus, val_fraction: float = 0.1) -> tuple[list[Documen
     """The corpus's documents, normalised, then split by document into train and validation
     (chapter 2's recipe, which every later chapter starts from).
 
-    >>> from llmcourse.corpus import load_corpus
+    >>> from llmcourse.data.corpus import load_corpus
     >>> train, val = clean_split(load_corpus("tiny"), 0.3)
     >>> len(train) + len(val), not {d.name for d in train} & {d.name for d in val}
     (4, True)

@@ -3,7 +3,7 @@
 With the cache, each step feeds only the newest token and attends over stored keys and values: O(T)
 work per token instead of O(T^2). Both paths give identical tokens (tested). Each cached step then
 reads every weight once, so its speed is memory bandwidth:
-`llmcourse.weight_layout.tune_weight_layout` picks the weights' faster order in memory.
+`llmcourse.model.weight_layout.tune_weight_layout` picks the weights' faster order in memory.
 
 >>> top_p_filter(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), 0.7).isinf().tolist()
 [[False, False, True, True]]
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from llmcourse.attention import KVCache
+from llmcourse.model.attention import KVCache
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -178,8 +178,8 @@ def generate_rows(model, prompts: Sequence[Sequence[int]], max_new_tokens: int |
     batched matrix products round the other way). max_new_tokens: one for all, or one per prompt.
     Options as in `stream`; with a `seed`, batch k samples from a generator seeded with seed + k.
 
-    >>> from llmcourse.config import get_preset
-    >>> from llmcourse.model import GPT
+    >>> from llmcourse.model.config import get_preset
+    >>> from llmcourse.model.gpt import GPT
     >>> _ = torch.manual_seed(0)
     >>> model = GPT(get_preset("tiny", n_layer=1, vocab_size=50, context_length=16))
     >>> rows = generate_rows(model, [[1, 2], [3, 4], [5]], 4, temperature=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmcourse.batches import random_batch
+from llmcourse.data.batches import random_batch
 from llmcourse.progress import progress_bar
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llmcourse.embeddings import check_token_ids
+from llmcourse.model.embeddings import check_token_ids
 
 
 def bigram_counts(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -10,7 +10,8 @@ stored with safetensors, which holds tensors only: loading runs no code. A cache
 its checks is trained again.
 
 Its validation loss is measured on the held-out documents of chapter 2's split, next to chapter 1's
-bigram model (`llmcourse.bigram`) counted on the same training tokens, so the number has a baseline.
+bigram model (`llmcourse.foundations.bigram`) counted on the same training tokens, so the number
+has a baseline.
 
 >>> cfg = CourseModelConfig()
 >>> cache_key(cfg) == cache_key(CourseModelConfig())
@@ -40,26 +41,18 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from llmcourse.bigram import BigramModel
-from llmcourse.config import ModelConfig, get_preset
 from llmcourse.device import pick_device
 from llmcourse.download import cache_dir, sha256_of
-from llmcourse.loss import bits_per_byte
-from llmcourse.model import GPT
+from llmcourse.foundations.bigram import BigramModel
+from llmcourse.foundations.loss import bits_per_byte
+from llmcourse.model.config import ModelConfig, get_preset
+from llmcourse.model.gpt import GPT
 from llmcourse.tokenizer import Tokenizer, TokenizerFileError, load_tokenizer, save_tokenizer
 from llmcourse.training.config import TrainConfig, get_train_preset
 from llmcourse.training.data import END_OF_TEXT, prepare_data
 from llmcourse.training.trainer import Trainer, announce
 
 FORMAT = 1  # the layout of a cache entry; part of the key
-
-# Every module whose code changes what course_model() returns: editing one trains a new model.
-SOURCES = ("llmcourse.course_model", "llmcourse.attention", "llmcourse.batches", "llmcourse.bigram",
-           "llmcourse.cleaning", "llmcourse.config", "llmcourse.corpus", "llmcourse.embeddings",
-           "llmcourse.loss", "llmcourse.model", "llmcourse.tokenizer.bpe",
-           "llmcourse.tokenizer.pretokenize", "llmcourse.tokenizer.training",
-           "llmcourse.training.config", "llmcourse.training.data", "llmcourse.training.optim",
-           "llmcourse.training.schedule", "llmcourse.training.trainer")
 
 
 _SHAPE = get_preset("course")
@@ -137,13 +130,56 @@ class CourseModel:
 
 
 def cache_key(config: CourseModelConfig) -> str:
-    """sha256 of the configuration and of the code of every module in SOURCES (code_fingerprint)."""
+    """sha256 of the configuration and of the code (code_fingerprint) of this module and of every
+    llmcourse module it imports (code_closure): editing any of them trains a new model."""
     recipe = json.dumps({"format": FORMAT, **dataclasses.asdict(config)}, sort_keys=True)
     digest = hashlib.sha256(recipe.encode())
-    for name in SOURCES:
+    for name in code_closure(__name__):
         code = code_fingerprint(module_source(name))
         digest.update(name.encode() + b"\0" + code.encode() + b"\0")
     return digest.hexdigest()
+
+
+_PACKAGE = Path(__file__).resolve().parents[1]  # the llmcourse folder
+
+
+def _is_module(name: str) -> bool:
+    """Whether `name` (llmcourse....) is a module or package of this package, found on disk."""
+    base = _PACKAGE.joinpath(*name.split(".")[1:])
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def code_closure(*roots: str) -> tuple[str, ...]:
+    """The llmcourse modules that `roots` import, directly or through one another, at the top or
+    inside functions, with the packages that hold them: every module whose code can change what
+    the roots compute. Read from the sources, so a new module cannot be left out of a cache key.
+
+    >>> closure = code_closure("llmcourse.training.course_model")
+    >>> "llmcourse.model.gpt" in closure and "llmcourse.training.trainer" in closure
+    True
+    >>> "llmcourse.grading.grader" in closure
+    False
+    """
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parent = name.rpartition(".")[0]
+        if parent.startswith("llmcourse"):
+            todo.append(parent)  # importing a module runs its package's __init__ first
+        for node in ast.walk(ast.parse(module_source(name))):
+            if isinstance(node, ast.Import):
+                named = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                # `from a.b import c`: c may be a module of a.b, or a name defined in it
+                named = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            todo += [n for n in named if n.split(".")[0] == "llmcourse" and _is_module(n)]
+    return tuple(sorted(seen))
 
 
 def module_source(name: str) -> str:

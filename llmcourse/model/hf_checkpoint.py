@@ -21,9 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from llmcourse.attention import rope_tables
-from llmcourse.config import ModelConfig, RopeScaling
-from llmcourse.model import GPT
+from llmcourse.model.attention import rope_tables
+from llmcourse.model.config import ModelConfig, RopeScaling
+from llmcourse.model.gpt import GPT
 
 # buffers some old files carry
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")

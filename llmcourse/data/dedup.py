@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from llmcourse.cleaning import normalize_text
-from llmcourse.corpus import Document
+from llmcourse.data.cleaning import normalize_text
+from llmcourse.data.corpus import Document
 
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana and Chinese
 # characters. Each of their characters counts as a word, so their shingles are runs of k characters.

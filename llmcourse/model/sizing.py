@@ -4,7 +4,7 @@ alone.
 The model chapter's real nn.Module is tested to have exactly `parameter_count(cfg)` parameters, so
 this file and the model cannot drift apart.
 
->>> from llmcourse.config import get_preset
+>>> from llmcourse.model.config import get_preset
 >>> parameter_count(get_preset("gpt2"))
 124439808
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from llmcourse.config import ModelConfig
+from llmcourse.model.config import ModelConfig
 
 Precision = Literal["fp32", "bf16-mixed"]
 
@@ -170,7 +170,7 @@ def sharded_memory(cfg: ModelConfig, world_size: int, strategy: Strategy, batch_
 
     Bytes of model state per parameter for GPT-2 124M on 8 devices (16 on one):
 
-    >>> from llmcourse.config import get_preset
+    >>> from llmcourse.model.config import get_preset
     >>> cfg = get_preset("gpt2")
     >>> per_device = [sharded_memory(cfg, 8, strategy, 1) for strategy in STRATEGIES]
     >>> n = parameter_count(cfg)
