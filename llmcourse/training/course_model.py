@@ -47,9 +47,15 @@ from llmcourse.foundations.bigram import BigramModel
 from llmcourse.foundations.loss import bits_per_byte
 from llmcourse.model.config import ModelConfig, get_preset
 from llmcourse.model.gpt import GPT
-from llmcourse.tokenizer import Tokenizer, TokenizerFileError, load_tokenizer, save_tokenizer
+from llmcourse.tokenizer import (
+    END_OF_TEXT,
+    Tokenizer,
+    TokenizerFileError,
+    load_tokenizer,
+    save_tokenizer,
+)
 from llmcourse.training.config import TrainConfig, get_train_preset
-from llmcourse.training.data import END_OF_TEXT, prepare_data
+from llmcourse.training.data import prepare_data
 from llmcourse.training.trainer import Trainer, announce
 
 FORMAT = 1  # the layout of a cache entry; part of the key
@@ -183,8 +189,9 @@ def code_closure(*roots: str) -> tuple[str, ...]:
 
 
 def module_source(name: str) -> str:
-    """The source text of module `name`, as its file holds it (without importing it)."""
-    return importlib.util.find_spec(name).loader.get_source(name) or ""
+    """The source text of module `name`, as its file holds it (without importing it). Read from the
+    file itself: a loader that rewrites modules (pytest's, for one) need not give the source."""
+    return Path(importlib.util.find_spec(name).origin).read_text(encoding="utf-8")
 
 
 def code_fingerprint(source: str) -> str:
