@@ -225,7 +225,8 @@ def test_a_shipped_tokenizer_is_what_training_makes(vocab_size):
     training one again on the same documents must give the same file, and prepare_data must find
     it for today's split."""
     from llmcourse.data.cleaning import clean_split
-    from llmcourse.training.data import END_OF_TEXT, SHIPPED, shipped_path, train_tokenizer
+    from llmcourse.tokenizer import END_OF_TEXT
+    from llmcourse.training.data import SHIPPED, shipped_path, train_tokenizer
 
     train_docs, _ = clean_split(load_corpus("shakespeare"))
     texts = [d.text for d in train_docs]

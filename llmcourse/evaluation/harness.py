@@ -29,9 +29,7 @@ from llmcourse.evaluation.generation import generate_until
 from llmcourse.evaluation.likelihood import continuation_logprobs, encode_pair, text_logprob
 from llmcourse.evaluation.questions import plain_text
 from llmcourse.evaluation.suite import CLOZE_DELIMITER, ORDER_DELIMITER, Suite
-from llmcourse.tokenizer import Tokenizer
-
-EOT = "<|endoftext|>"
+from llmcourse.tokenizer import END_OF_TEXT, Tokenizer
 
 
 class CourseLM(LM):
@@ -42,7 +40,7 @@ class CourseLM(LM):
         super().__init__()
         self.model, self.tokenizer = model.eval(), tokenizer
         self.batch_size, self.max_gen_toks = batch_size, max_gen_toks
-        self.prefix_id = tokenizer.special_tokens[EOT]
+        self.prefix_id = tokenizer.special_tokens[END_OF_TEXT]
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         pairs = [encode_pair(self.tokenizer, *r.args, prefix_id=self.prefix_id)
@@ -63,7 +61,7 @@ class CourseLM(LM):
             stop = [until] if isinstance(until, str) else list(until)
             out.append(generate_until(self.model, self.tokenizer,
                                       self.tokenizer.encode_ordinary(context) or [self.prefix_id],
-                                      stop=[*stop, EOT], stop_id=self.prefix_id,
+                                      stop=[*stop, END_OF_TEXT], stop_id=self.prefix_id,
                                       max_new_tokens=options.get("max_gen_toks",
                                                                  self.max_gen_toks)))
         return out

@@ -22,7 +22,7 @@ from llmcourse.evaluation.likelihood import bits_per_byte
 from llmcourse.evaluation.questions import PLAIN_TEXT, Prompting, exact_match, preference_accuracy
 from llmcourse.evaluation.stats import wilson_interval
 from llmcourse.evaluation.suite import CLOZE_DELIMITER, ORDER_DELIMITER, Suite
-from llmcourse.tokenizer import Tokenizer
+from llmcourse.tokenizer import END_OF_TEXT, Tokenizer
 
 # measure -> (label, whether higher is better); SHORT: the report card's column headings
 MEASURES = {
@@ -76,7 +76,7 @@ class Stage:
 
     @property
     def prefix_id(self) -> int:
-        return self.tokenizer.special_tokens["<|endoftext|>"]
+        return self.tokenizer.special_tokens[END_OF_TEXT]
 
 
 class BigramLM(nn.Module):
@@ -192,7 +192,7 @@ def bigram_stage(tokenizer: Tokenizer, context_length: int, name: str = "bigram 
                          f"{tokenizer.n_vocab ** 2 * 8 / 2**30:.0f} GiB: the bigram floor is for "
                          f"small vocabularies such as the course model's")
     train, _ = clean_split(load_corpus(corpus))
-    eot = tokenizer.special_tokens["<|endoftext|>"]
+    eot = tokenizer.special_tokens[END_OF_TEXT]
     ids = [i for doc in train for i in (eot, *tokenizer.encode_ordinary(doc.text))]
     bigram = BigramModel.fit(torch.tensor(ids), tokenizer.n_vocab)
     return Stage(name, BigramLM(bigram.probs, context_length), tokenizer, PLAIN_TEXT)

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from llmcourse.model.attention import rope_tables
 from llmcourse.model.config import ModelConfig, RopeScaling
 from llmcourse.model.gpt import GPT
+from llmcourse.tokenizer import END_OF_TEXT
 
 # buffers some old files carry
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
@@ -260,7 +261,7 @@ def load_hf_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> 
     return model.eval()
 
 
-def save_hf_tokenizer(tokenizer, folder: str | Path, eos: str = "<|endoftext|>") -> None:
+def save_hf_tokenizer(tokenizer, folder: str | Path, eos: str = END_OF_TEXT) -> None:
     """Write `tokenizer` (llmcourse's byte-level BPE) as a Hugging Face fast tokenizer: its ranks in
     tiktoken's file format, converted by transformers' own converter (transformers must be
     installed). The same text gets the same ids, so lm-eval's HF backend or any transformers
@@ -293,7 +294,7 @@ def save_hf_checkpoint(model: GPT, path: str | Path, tokenizer=None) -> None:
     try:
         config = config_to_hf(model.cfg)
         if tokenizer is not None:
-            eot = tokenizer.special_tokens["<|endoftext|>"]
+            eot = tokenizer.special_tokens[END_OF_TEXT]
             config |= {"bos_token_id": eot, "eos_token_id": eot}
             save_hf_tokenizer(tokenizer, tmp)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))

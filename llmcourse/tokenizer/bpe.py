@@ -30,6 +30,9 @@ from llmcourse.tokenizer.pretokenize import GPT2_PATTERN, compile_pattern
 from llmcourse.tokenizer.training import check_special_tokens, special_pattern, train_bpe
 
 AllOr = Literal["all"] | Collection[str]
+# GPT-2's end-of-text token, which the course's tokenizers share: it separates documents in
+# training, and a model reads it as "a new text starts here"
+END_OF_TEXT = "<|endoftext|>"
 LOOKAHEAD = 16  # characters a pattern may read past the end of a match (GPT-2's reads 2)
 BLOCK = 1 << 16  # characters encode_iterable gathers before it encodes them
 

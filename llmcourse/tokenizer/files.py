@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from llmcourse.download import PipSdist, Url, fetch_verified, read_tar_members
-from llmcourse.tokenizer.bpe import Tokenizer
+from llmcourse.tokenizer.bpe import END_OF_TEXT, Tokenizer
 from llmcourse.tokenizer.pretokenize import GPT2_PATTERN
 
 FORMAT, VERSION = "llmcourse-bpe", 1
@@ -107,4 +107,4 @@ def load_gpt2() -> Tokenizer:
     (_, content), = read_tar_members(archive, "*/whisper/assets/gpt2.tiktoken")
     if hashlib.sha256(content).hexdigest() != GPT2_RANKS_SHA256:
         raise TokenizerFileError("gpt2.tiktoken in the archive does not have the expected sha256")
-    return Tokenizer(parse_tiktoken_ranks(content), {"<|endoftext|>": 50256}, GPT2_PATTERN, "gpt2")
+    return Tokenizer(parse_tiktoken_ranks(content), {END_OF_TEXT: 50256}, GPT2_PATTERN, "gpt2")

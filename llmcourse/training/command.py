@@ -22,7 +22,7 @@ import torch
 from llmcourse.model.config import PRESETS, ModelConfig, get_preset
 from llmcourse.model.gpt import GPT
 from llmcourse.model.hf_checkpoint import CheckpointError
-from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
+from llmcourse.tokenizer import END_OF_TEXT, Tokenizer, load_tokenizer, save_tokenizer
 from llmcourse.training.checkpoint import load_checkpoint
 from llmcourse.training.config import TRAIN_PRESETS, get_train_preset
 from llmcourse.training.data import PretrainingData, prepare_data
@@ -220,7 +220,7 @@ def generate_command(args: argparse.Namespace) -> int:
     from llmcourse.model.generate import stream_text
 
     model, tokenizer = load_run(args.run_dir)
-    eot = tokenizer.special_tokens.get("<|endoftext|>")
+    eot = tokenizer.special_tokens.get(END_OF_TEXT)
     # every training document follows an end-of-text id, so a prompt that starts with one asks
     # for the start of a document
     prompt = ([eot] if eot is not None else []) + tokenizer.encode(args.prompt)

@@ -17,9 +17,7 @@ import numpy as np
 
 from llmcourse.data.cleaning import clean_split
 from llmcourse.data.corpus import load_corpus
-from llmcourse.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
-
-END_OF_TEXT = "<|endoftext|>"
+from llmcourse.tokenizer import END_OF_TEXT, Tokenizer, load_tokenizer, save_tokenizer
 
 
 @dataclass
