@@ -60,6 +60,20 @@ def sequence_logprobs(model: torch.nn.Module, ids: torch.Tensor, targets: torch.
     return answer_logprobs(model(ids, mask=mask, positions=positions), targets, average)
 
 
+def prefers_chosen(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Per pair, whether the chosen answer's score (a reward, a log-probability) is strictly above
+    the rejected one's. A tie is not a win, so a model that cannot tell the answers apart ranks no
+    pair right; the mean of this is a pair accuracy, wherever the course reports one.
+
+    >>> prefers_chosen(torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 3.0])).tolist()
+    [True, False, False]
+    """
+    if chosen.shape != rejected.shape:
+        raise ValueError(f"chosen and rejected scores must have one shape, got "
+                         f"{tuple(chosen.shape)} and {tuple(rejected.shape)}")
+    return chosen > rejected
+
+
 @dataclass(frozen=True)
 class DPOOutput:
     loss: torch.Tensor  # the mean over pairs, what backward() is called on
@@ -86,4 +100,4 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     rejected_rewards = beta * rejected_ratio.detach()
     return DPOOutput(losses.mean(), losses, chosen_rewards, rejected_rewards,
                      chosen_rewards - rejected_rewards,
-                     (chosen_rewards > rejected_rewards).float().mean())
+                     prefers_chosen(chosen_rewards, rejected_rewards).float().mean())

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmcourse.dpo.loss import prefers_chosen
 from llmcourse.dpo.training import Measured, Pair, pair_batch
 from llmcourse.finetune.collate import IGNORE
 
@@ -79,6 +80,6 @@ def pair_accuracy(reward_model: RewardModel, pairs: Sequence[Pair], pad_id: int,
         scores = reward_model.score(b.ids.to(device), b.targets.to(device), b.mask.to(device),
                                     b.positions.to(device))
         chosen, rejected = scores.chunk(2)
-        right += int((chosen > rejected).sum())
+        right += int(prefers_chosen(chosen, rejected).sum())
     reward_model.train(was_training)
     return right / len(pairs)

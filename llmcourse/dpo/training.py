@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from llmcourse.dpo.loss import dpo_loss, sequence_logprobs
+from llmcourse.dpo.loss import dpo_loss, prefers_chosen, sequence_logprobs
 from llmcourse.dpo.preferences import PreferencePair
 from llmcourse.finetune.collate import IGNORE, Batch, Example, TooLong, encode_example, pad_batch
 from llmcourse.finetune.records import Conversation, Message
@@ -155,4 +155,4 @@ def ranking_accuracy(model: nn.Module, pairs: Sequence[Pair], pad_id: int) -> fl
     """The share of pairs whose chosen answer the model finds more likely than the rejected one
     (summed log-probabilities): a measure of one model alone, so SFT and DPO models compare."""
     logps = reference_logprobs(model, pairs, pad_id)
-    return (logps[:, 0] > logps[:, 1]).float().mean().item()
+    return prefers_chosen(logps[:, 0], logps[:, 1]).float().mean().item()

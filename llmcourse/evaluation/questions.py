@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
+from llmcourse.dpo.loss import prefers_chosen
 from llmcourse.dpo.preferences import PreferencePair
 from llmcourse.evaluation.generation import generate_until_many
 from llmcourse.evaluation.likelihood import Request, continuation_logprobs, encode_pair
@@ -99,5 +101,6 @@ def preference_accuracy(model: nn.Module, tokenizer: Tokenizer,
     rejected one (summed over the answer's tokens)."""
     requests = [prompting.request(tokenizer, p.prompt, answer, prefix_id)
                 for p in pairs for answer in (p.chosen, p.rejected)]
-    values = [v for v, _ in continuation_logprobs(model, requests)]
-    return [values[2 * i] > values[2 * i + 1] for i in range(len(pairs))]
+    logprobs = [v for v, _ in continuation_logprobs(model, requests)]
+    values = torch.tensor(logprobs, dtype=torch.float64)  # the floats as they are: ties stay ties
+    return prefers_chosen(values[0::2], values[1::2]).tolist()
