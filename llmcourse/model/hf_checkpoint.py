@@ -207,7 +207,8 @@ def _read_tensors(folder: Path, dtype: torch.dtype) -> Iterator[tuple[str, torch
                     yield key, f.get_tensor(key).to(dtype)
     except FileNotFoundError as err:
         raise CheckpointError(f"{folder}: no model.safetensors (or index) found: {err}") from None
-    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+    # safetensors raises error types of its own for damaged files: any of them means unreadable
+    except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"{folder}: cannot read the safetensors file "
                               f"({type(err).__name__}: {err})") from None
 

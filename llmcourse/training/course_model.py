@@ -24,7 +24,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -149,10 +148,13 @@ def cache_key(config: CourseModelConfig) -> str:
 _PACKAGE = Path(__file__).resolve().parents[1]  # the llmcourse folder
 
 
-def _is_module(name: str) -> bool:
-    """Whether `name` (llmcourse....) is a module or package of this package, found on disk."""
+def _module_file(name: str) -> Path | None:
+    """The file of module or package `name` (llmcourse....), found on disk without importing it."""
     base = _PACKAGE.joinpath(*name.split(".")[1:])
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
 
 
 def code_closure(*roots: str) -> tuple[str, ...]:
@@ -184,14 +186,18 @@ def code_closure(*roots: str) -> tuple[str, ...]:
                 named = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
-            todo += [n for n in named if n.split(".")[0] == "llmcourse" and _is_module(n)]
+            ours = [n for n in named if n.split(".")[0] == "llmcourse"]
+            todo += [n for n in ours if _module_file(n) is not None]
     return tuple(sorted(seen))
 
 
 def module_source(name: str) -> str:
-    """The source text of module `name`, as its file holds it (without importing it). Read from the
-    file itself: a loader that rewrites modules (pytest's, for one) need not give the source."""
-    return Path(importlib.util.find_spec(name).origin).read_text(encoding="utf-8")
+    """The source text of llmcourse module `name`, as its file holds it, read without importing it
+    (a loader that rewrites modules, pytest's for one, need not give the source)."""
+    path = _module_file(name)
+    if path is None:
+        raise ModuleNotFoundError(f"no module {name} in {_PACKAGE}")
+    return path.read_text(encoding="utf-8")
 
 
 def code_fingerprint(source: str) -> str:
