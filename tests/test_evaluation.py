@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from llmcourse.data.plays import speeches
 from llmcourse.evaluation.choice import MultipleChoice, choose, multiple_choice
 from llmcourse.evaluation.contamination import overlap
 from llmcourse.evaluation.generation import generate_until
@@ -24,7 +25,7 @@ from llmcourse.evaluation.likelihood import (
 )
 from llmcourse.evaluation.report import BigramLM, Score, Stage, random_guess, report_card
 from llmcourse.evaluation.stats import ratio_interval, wilson_interval
-from llmcourse.evaluation.suite import Suite, speech_lines, text_pieces, word_order
+from llmcourse.evaluation.suite import Suite, text_pieces, word_order
 from llmcourse.foundations.bigram import BigramModel
 from llmcourse.model.hf_checkpoint import load_hf_checkpoint
 
@@ -200,7 +201,7 @@ def test_word_order_items_hold_the_same_words():
     play = ("ACT I.\n\nHAMLET.\nTo be, or not to be, that is the question:\nWhether 'tis nobler "
             "in the mind to suffer\n\nOphelia.\nGood my lord, how does your honour for this "
             "many a day?\n")
-    assert [s for s, _ in speech_lines(play)] == ["Hamlet", "Ophelia"]
+    assert [s.speaker for s in speeches(play)] == ["Hamlet", "Ophelia"]
     for item in word_order([play], 3, seed=1):
         right = item.choices[item.gold]
         assert right in play

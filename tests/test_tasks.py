@@ -1,13 +1,13 @@
 """The generated tasks: answers that check exactly, and test questions that training never saw."""
 import pytest
 
+from llmcourse.data.plays import Speech, speeches
 from llmcourse.finetune.tasks import (
     FAMILIES,
     FRAMES,
     HELD_OUT,
     make_play_tasks,
     make_tasks,
-    speeches,
     vocabulary,
 )
 
@@ -45,14 +45,25 @@ def test_held_out_means_unseen():
 
 
 def test_play_tasks_come_from_the_plays_and_hold_plays_out():
-    assert speeches(PLAY) == [("King", "I", "What news, my lord, from all the court?"),
-                              ("Queen", "I", "The court is quiet, and the king is loved."),
-                              ("King", "II", "Then let us ride to London in the morning.")]
+    first_lines = [(s.speaker, s.act, s.lines[0]) for s in speeches(PLAY)]
+    assert first_lines == [("King", "", "QUEEN."),  # the list of persons, before any act
+                           ("King", "I", "What news, my lord, from all the court?"),
+                           ("Queen", "I", "The court is quiet, and the king is loved."),
+                           ("King", "II", "Then let us ride to London in the morning.")]
     other = PLAY.replace("London", "Windsor").replace("news", "word")
     data = make_play_tasks({"a_play": PLAY, "b_play": other}, n_per_family=3, test_per_family=3)
     test_lines = {c.messages[0].content.split("\n\n")[1] for c in data.test}
     train_lines = {c.messages[0].content.split("\n\n")[1] for c in data.train}
-    assert test_lines <= {line for _, _, line in speeches(other)}  # b_play is held out
-    assert train_lines <= {line for _, _, line in speeches(PLAY)}
+    assert test_lines <= {s.lines[0] for s in speeches(other)}  # b_play is held out
+    assert train_lines <= {s.lines[0] for s in speeches(PLAY)}
     with pytest.raises(ValueError, match="at least two plays"):
         make_play_tasks({"a_play": PLAY})
+
+
+def test_speeches_read_every_layout_of_the_plays():
+    # layouts found in the corpus: names in capitals or title case, abbreviated names, acts in
+    # Roman or Arabic numerals, an act heading that also opens a scene, and one-word lines
+    play = ("ACT 2\n\nHam.\nNo.\nIt is not so.\n\n[Exit.]\n\nThe rest is lost.\n\n"
+            "ACT III. SCENE I. A hall.\n\nFIRST LORD.\nWhat got he by that?\n[Aside.]\nnot this\n")
+    assert speeches(play) == [Speech("Ham", "II", ("No.", "It is not so.")),
+                              Speech("First Lord", "III", ("What got he by that?",))]

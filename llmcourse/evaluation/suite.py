@@ -15,39 +15,16 @@ pretraining held out (chapter 6's split), in the shapes the field uses:
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmcourse.data.plays import speeches
 from llmcourse.evaluation.choice import MultipleChoice
 
-_SPEAKER = re.compile(r"^[A-Z][A-Za-z' ]{1,30}\.$")
-_NOT_SPEAKER = re.compile(r"^(ACT|SCENE|Scene|Act)\b")
 PIECE_CHARS = 2000
 # what joins an item's context to each choice: a line follows its speaker's name after a space;
 # the next line follows on a line of its own
 ORDER_DELIMITER, CLOZE_DELIMITER = " ", "\n"
-
-
-def speech_lines(play: str) -> list[tuple[str, list[str]]]:
-    """(speaker, lines) for every speech: a speaker's name alone on a line, ending in a full stop
-    ("ROMEO." or "Romeo."), then the speech's lines up to a blank line or a stage direction.
-
-    >>> speech_lines("ACT I.\\n\\nROMEO.\\nBut soft, what light\\nthrough yonder window?\\n\\n")
-    [('Romeo', ['But soft, what light', 'through yonder window?'])]
-    """
-    out: list[tuple[str, list[str]]] = []
-    speaker: str | None = None
-    for raw in play.splitlines():
-        line = raw.strip()
-        if _SPEAKER.match(line) and not _NOT_SPEAKER.match(line):
-            speaker = line[:-1].title()
-            out.append((speaker, []))
-        elif not line or line.startswith("["):
-            speaker = None
-        elif speaker is not None:
-            out[-1][1].append(line)
-    return [(s, lines) for s, lines in out if lines]
 
 
 def text_pieces(texts: Sequence[str], size: int = PIECE_CHARS) -> list[str]:
@@ -77,7 +54,7 @@ def word_order(plays: Sequence[str], n: int, choices: int = 4,
     ('Romeo:', 'But soft, what light through yonder window breaks?')
     """
     rng = random.Random(seed)
-    lines = [(s, line) for play in plays for s, speech in speech_lines(play) for line in speech
+    lines = [(s.speaker, line) for play in plays for s in speeches(play) for line in s.lines
              if 30 <= len(line) <= 80 and len(set(line.split())) >= 5]
     items = []
     for speaker, line in rng.sample(lines, n):
@@ -99,10 +76,10 @@ def cloze(plays: Sequence[str], n: int, choices: int = 4, seed: int = 0) -> list
     rng = random.Random(seed)
     pairs, lines_of = [], []
     for p, play in enumerate(plays):
-        speeches = speech_lines(play)
-        lines_of.append([line for _, lines in speeches for line in lines])
-        pairs += [(p, s, a, b) for s, lines in speeches
-                  for a, b in zip(lines, lines[1:], strict=False)
+        of_play = speeches(play)
+        lines_of.append([line for s in of_play for line in s.lines])
+        pairs += [(p, s.speaker, a, b) for s in of_play
+                  for a, b in zip(s.lines, s.lines[1:], strict=False)
                   if len(a) >= 20 and len(b) >= 20]
     items = []
     for p, speaker, line, after in rng.sample(pairs, n):

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llmcourse.data.plays import speeches
 from llmcourse.finetune.records import Conversation, Message
 
 FRAMES = ("Give {}.", "What is {}?", "Tell me {}.", "Write {}.", "Find {}.", "Say {}.",
@@ -168,27 +169,6 @@ def vocabulary(text: str, min_length: int = 2, max_words: int = 400) -> list[str
     return sorted(counts, key=lambda w: (-counts[w], w))[:max_words]
 
 
-_SPEAKER = re.compile(r"^([A-Z][A-Z' ]{1,30})\.$")
-_ACT = re.compile(r"^ACT ([IVX]+)\.?$")
-
-
-def speeches(play: str) -> list[tuple[str, str, str]]:
-    """(speaker, act, first line of speech) for every speech of a play in the corpus's layout: a
-    speaker's name in capitals on a line of its own, ending with a full stop."""
-    out, act, speaker = [], "", None
-    for line in play.splitlines():
-        line = line.strip()
-        if _ACT.match(line):
-            act, speaker = _ACT.match(line).group(1), None
-        elif _SPEAKER.match(line):
-            speaker = _SPEAKER.match(line).group(1).title()
-        elif line and speaker and act:
-            if 20 <= len(line) <= 60 and not line.startswith(("[", "SCENE")):
-                out.append((speaker, act, line))
-            speaker = None
-    return out
-
-
 PLAY_FAMILIES = {"speaker": "the speaker of this line", "act": "the act of this line"}
 
 
@@ -201,10 +181,12 @@ def make_play_tasks(plays: dict[str, str], n_per_family: int = 400, test_per_fam
     if len(names) < 2:
         raise ValueError("need at least two plays: some to train on, one to hold out")
     held = max(1, len(names) // 5)
-    pools = [[s for name in part for s in speeches(plays[name])]
+    pools = [[(s.speaker, s.act, s.lines[0]) for name in part for s in speeches(plays[name])
+              if s.act and 20 <= len(s.lines[0]) <= 60]
              for part in (names[:-held], names[-held:])]
     if not all(pools):
-        raise ValueError("found no speeches (a speaker's name in capitals, then a line)")
+        raise ValueError("found no speeches in an act (a speaker's name on its own line, ending "
+                         "in a full stop, then a line of 20 to 60 characters)")
     rng = random.Random(seed)
     train, test = [], []
     for family, subject in PLAY_FAMILIES.items():
