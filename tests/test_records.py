@@ -52,7 +52,7 @@ def test_malformed_chat_records_are_named(record, message):
 def test_files_are_read_as_jsonl_or_json(tmp_path):
     lines = tmp_path / "data.jsonl"
     lines.write_text(json.dumps(ALPACA) + "\n\n" + json.dumps(SHAREGPT | {"x": 1}) + "\n")
-    with pytest.raises(RecordError, match="record 1: 'instruction' is missing"):
+    with pytest.raises(RecordError, match="data.jsonl, line 3: 'instruction' is missing"):
         load_records(lines)  # the first record decides the format: the second is not Alpaca
     listed = tmp_path / "data.json"
     listed.write_text(json.dumps([OPENAI, SHAREGPT]))

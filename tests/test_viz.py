@@ -11,7 +11,7 @@ from llmcourse.viz import display as D
 from llmcourse.viz.attention import attention_figure
 from llmcourse.viz.data import dedup_tradeoff_figure
 from llmcourse.viz.distributions import next_token_figure
-from llmcourse.viz.pipeline import STAGES, pipeline_figure
+from llmcourse.viz.pipeline import STAGES, pipeline_figure, where_built
 from llmcourse.viz.sizing import MODES, PARTS, calculator_widget, compute_figure, memory_figure
 from llmcourse.viz.theme import SLIDER
 
@@ -119,8 +119,9 @@ def test_the_printed_map_says_where_each_box_is_built():
     """The map's hover text (where the course builds each box) is lost in print; its caption
     carries it."""
     caption = D.print_caption(pipeline_figure())
-    for label, _, _, where in STAGES:
-        assert re.search(re.escape(label) + r"(, [^:;]+)*: " + re.escape(where), caption), label
+    for label, _, _, chapters in STAGES:
+        where = re.escape(where_built(chapters))
+        assert re.search(re.escape(label) + r"(, [^:;]+)*: " + where, caption), label
 
 
 def test_the_printed_figure_drops_its_controls_and_the_room_they_took():

@@ -26,6 +26,9 @@ class CorpusError(DownloadError):
 
 @dataclass(frozen=True)
 class Document:
+    """One work of a corpus (a play, a poem), the unit that splits and near-duplicate checks
+    keep whole."""
+
     name: str
     text: str
 

@@ -8,9 +8,10 @@ The common record format (TRL's, Anthropic HH's, UltraFeedback's once flattened)
      "chosen": [{"role": "assistant", "content": "5"}],
      "rejected": [{"role": "assistant", "content": "6"}]}
 
-A malformed record raises `PreferenceError` naming its index. So does a pair whose two answers are
-the same once surrounding white space is stripped: the loss of such a pair is log 2 whatever the
-model does, so it teaches nothing, and in a data set it usually means a bug upstream.
+A malformed record raises `PreferenceError` naming its index, or its file and line. So does a pair
+whose two answers are the same once surrounding white space is stripped: the loss of such a pair
+is log 2 whatever the model does, so it teaches nothing, and in a data set it usually means a bug
+upstream.
 
 >>> pair = preferences([{"prompt": "Add.\\n\\n2 + 3", "chosen": "5", "rejected": "6"}])[0]
 >>> pair.prompt, pair.chosen, pair.rejected
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcourse.finetune.records import ROLES, Message, RecordError, read_jsonl
+from llmcourse.finetune.records import ROLES, Message, RecordError, each_object, read_jsonl
 
 
 class PreferenceError(RecordError):
@@ -74,11 +75,8 @@ def _answer(value: Any, where: str, key: str) -> str:
 def preferences(records: Iterable[Any]) -> list[PreferencePair]:
     """Preference records (prompt, chosen, rejected; text or messages) as PreferencePairs."""
     out = []
-    for i, record in enumerate(records):
-        where = f"record {i}"
-        if not isinstance(record, dict):
-            raise PreferenceError(f"{where}: expected an object with prompt, chosen and rejected, "
-                                  f"got {type(record).__name__}")
+    expected = "an object with prompt, chosen and rejected"
+    for where, record in each_object(records, expected, PreferenceError):
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in record]
         if missing:
             raise PreferenceError(f"{where}: missing {', '.join(missing)}")

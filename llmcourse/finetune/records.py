@@ -6,8 +6,9 @@
   or ShareGPT's `{"conversations": [{"from": "human", "value": ...}, ...]}`. Roles are system
   (first, optional), then user and assistant taking turns, ending with the assistant.
 
-A malformed record raises `RecordError` naming the record's index and what is wrong with it: a
-data set with one bad line in ten thousand should fail at that line, not deep inside training.
+A malformed record raises `RecordError` naming the record (its file and line, when read from a
+file) and what is wrong with it: a data set with one bad line in ten thousand should fail at that
+line, not deep inside training.
 
 >>> alpaca([{"instruction": "Reverse the words.", "input": "to be", "output": "be to"}])
 [Conversation(messages=(Message(role='user', content='Reverse the words.\\n\\nto be'), \
@@ -17,7 +18,7 @@ Message(role='assistant', content='be to')), task='')]
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,41 @@ def _text(record: dict, key: str, where: str, required: bool = True) -> str:
     return value
 
 
+class Records(list):
+    """Records read from a file, each with the place it came from ("data.jsonl, line 3"), so that
+    an error names the line to fix."""
+
+    def __init__(self, records: Iterable[Any], places: Iterable[str]) -> None:
+        super().__init__(records)
+        self.places = list(places)
+
+
+def each_object(records: Iterable[Any], expected: str,
+                error: type[RecordError] = RecordError) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, record) for every record: where is its file and line when `records` came from
+    `read_jsonl`, else "record i"; a record that is not an object is refused as `error`, saying
+    what was `expected`.
+
+    >>> [where for where, _ in each_object([{}, {}], "an object")]
+    ['record 0', 'record 1']
+    >>> list(each_object(["text"], "an object with a prompt"))
+    Traceback (most recent call last):
+    ...
+    llmcourse.finetune.records.RecordError: record 0: expected an object with a prompt, got str
+    """
+    places = getattr(records, "places", None)
+    for i, record in enumerate(records):
+        where = places[i] if places else f"record {i}"
+        if not isinstance(record, dict):
+            raise error(f"{where}: expected {expected}, got {type(record).__name__}")
+        yield where, record
+
+
 def alpaca(records: Iterable[Any], task_key: str | None = "task") -> list[Conversation]:
     """Alpaca records as one-turn conversations: the instruction and the input (after a blank line,
     when there is one) from the user, the output from the assistant."""
     out = []
-    for i, record in enumerate(records):
-        where = f"record {i}"
-        if not isinstance(record, dict):
-            raise RecordError(f"{where}: expected an object with instruction/input/output, got "
-                              f"{type(record).__name__}")
+    for where, record in each_object(records, "an object with instruction/input/output"):
         instruction = _text(record, "instruction", where)
         extra = _text(record, "input", where, required=False)
         output = _text(record, "output", where)
@@ -85,11 +112,10 @@ def alpaca(records: Iterable[Any], task_key: str | None = "task") -> list[Conver
 def chat(records: Iterable[Any]) -> list[Conversation]:
     """Chat records, OpenAI's `messages` or ShareGPT's `conversations`, checked turn by turn."""
     out = []
-    for i, record in enumerate(records):
-        where = f"record {i}"
-        if not isinstance(record, dict) or not ({"messages", "conversations"} & set(record)):
-            raise RecordError(f"{where}: expected an object with 'messages' (or ShareGPT's "
-                              f"'conversations')")
+    expected = "an object with 'messages' (or ShareGPT's 'conversations')"
+    for where, record in each_object(records, expected):
+        if not {"messages", "conversations"} & set(record):
+            raise RecordError(f"{where}: expected {expected}")
         sharegpt = "messages" not in record
         turns = record["conversations" if sharegpt else "messages"]
         if not isinstance(turns, list) or not turns:
@@ -121,9 +147,10 @@ def _check_turns(messages: list[Message], where: str) -> None:
         raise RecordError(f"{where}: the last message must be the assistant's, the answer to learn")
 
 
-def read_jsonl(path: str | Path) -> list[Any]:
-    """The records of a JSON Lines file (blank lines skipped); a line that is not JSON is named."""
-    records = []
+def read_jsonl(path: str | Path) -> Records:
+    """The records of a JSON Lines file (blank lines skipped), each with its file and line; a line
+    that is not JSON is named."""
+    records, places = [], []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -131,7 +158,8 @@ def read_jsonl(path: str | Path) -> list[Any]:
             records.append(json.loads(line))
         except json.JSONDecodeError as err:
             raise RecordError(f"{path}, line {n}: not valid JSON ({err.msg})") from None
-    return records
+        places.append(f"{path}, line {n}")
+    return Records(records, places)
 
 
 def load_records(path: str | Path) -> list[Conversation]:

@@ -14,6 +14,7 @@ bar, curves, checkpoints and exact resume serve both:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -135,17 +136,11 @@ def replies(
     return [tokenizer.decode(r) for r in rows]
 
 
-def exact_match(
-    model: torch.nn.Module,
-    tokenizer: Tokenizer,
-    conversations: Sequence[Conversation],
-    max_new_tokens: int = 24,
-    temperature: float = 0.0,
-    seed: int = 0,
-) -> dict[str, tuple[int, int]]:
+def exact_match(model: torch.nn.Module, tokenizer: Tokenizer, conversations: Sequence[Conversation],
+                **sampling: Any) -> dict[str, tuple[int, int]]:
     """{task family: (answers exactly right, questions)} for the model's greedy replies, or, with
-    a temperature, for one sampled reply per question (see `replies`)."""
-    given = replies(model, tokenizer, conversations, max_new_tokens, temperature, seed)
+    a temperature, for one sampled reply per question (`sampling` takes `replies`' options)."""
+    given = replies(model, tokenizer, conversations, **sampling)
     return score_answers([(c.task, g, c.answer) for c, g in zip(conversations, given, strict=True)])
 
 

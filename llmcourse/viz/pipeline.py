@@ -6,32 +6,44 @@ import plotly.graph_objects as go
 
 from llmcourse.viz.theme import PALETTE
 
-# (label, what it does, example of what flows out of it, where the course builds it)
-STAGES: list[tuple[str, str, str, str]] = [
-    ("Text", "raw characters, cleaned and deduplicated", '"The mouse ate the"',
-     "Part I, chapter 2"),
+# (label, what it does, example of what flows out of it, the chapters that build it)
+STAGES: list[tuple[str, str, str, tuple[int, ...]]] = [
+    ("Text", "raw characters, cleaned and deduplicated", '"The mouse ate the"', (2,)),
     ("BPE tokenizer", "splits text into frequent byte sequences",
-     '["The", " mouse", " ate", " the"]', "Part I, chapter 3"),
-    ("Token IDs", "one integer per token", "[464, 10211, 15063, 262]", "Part I, chapter 3"),
-    ("Embeddings + RoPE", "a learned vector per ID; position enters as a rotation", "(T, d) floats",
-     "Part II, chapters 4 (RoPE) and 5"),
-    ("RMSNorm", "rescales each vector to unit RMS", "(T, d)", "Part II, chapter 5"),
-    ("Masked multi-head attention", "each token mixes in earlier tokens only", "(T, d)",
-     "Part II, chapter 4"),
-    ("+ residual", "adds the block's input back", "(T, d)", "Part II, chapter 5"),
-    ("RMSNorm", "rescales each vector again", "(T, d)", "Part II, chapter 5"),
-    ("SwiGLU feed-forward", "a gated MLP applied to each token alone", "(T, d)",
-     "Part II, chapter 5"),
-    ("+ residual", "adds the input back again", "(T, d)", "Part II, chapter 5"),
-    ("LM head", "projects to one score (logit) per vocabulary entry", "(T, V) logits",
-     "Part II, chapter 5"),
-    ("Softmax", "turns logits into probabilities", "(T, V), rows sum to 1",
-     "chapter 1 and Part II, chapter 5"),
+     '["The", " mouse", " ate", " the"]', (3,)),
+    ("Token IDs", "one integer per token", "[464, 10211, 15063, 262]", (3,)),
+    ("Embeddings + RoPE", "a learned vector per ID; position enters as a rotation",
+     "(T, d) floats", (4, 5)),
+    ("RMSNorm", "rescales each vector to unit RMS", "(T, d)", (5,)),
+    ("Masked multi-head attention", "each token mixes in earlier tokens only", "(T, d)", (4,)),
+    ("+ residual", "adds the block's input back", "(T, d)", (5,)),
+    ("RMSNorm", "rescales each vector again", "(T, d)", (5,)),
+    ("SwiGLU feed-forward", "a gated MLP applied to each token alone", "(T, d)", (5,)),
+    ("+ residual", "adds the input back again", "(T, d)", (5,)),
+    ("LM head", "projects to one score (logit) per vocabulary entry", "(T, V) logits", (5,)),
+    ("Softmax", "turns logits into probabilities", "(T, V), rows sum to 1", (1, 5)),
     ("Next-token prediction", "sample or pick the next token; train on -log p(correct)",
-     'P(" cheese") = 0.31',
-     "chapter 1 (loss, sampling), Part II, chapter 5 (generation) and Part III, chapter 6 "
-     "(training)"),
+     'P(" cheese") = 0.31', (1, 5, 6)),
 ]
+PARTS = {2: "Part I", 3: "Part I", 4: "Part II", 5: "Part II", 6: "Part III"}  # chapter 1 has none
+
+
+def where_built(chapters: tuple[int, ...]) -> str:
+    """The chapters, grouped by the book's part.
+
+    >>> where_built((1, 5, 6))
+    'chapter 1, Part II, chapter 5 and Part III, chapter 6'
+    >>> where_built((4, 5))
+    'Part II, chapters 4 and 5'
+    """
+    groups: dict[str, list[str]] = {}
+    for chapter in chapters:
+        groups.setdefault(PARTS.get(chapter, ""), []).append(str(chapter))
+    phrases = [f"{part + ', ' if part else ''}chapter{'s' if len(numbers) > 1 else ''} "
+               f"{' and '.join(numbers)}" for part, numbers in groups.items()]
+    return " and ".join([", ".join(phrases[:-1]), phrases[-1]]) if len(phrases) > 1 else phrases[0]
+
+
 BLOCK = range(4, 10)  # the stages repeated N times, one transformer block
 # (first stage inside the skipped path, the "+ residual" stage it joins)
 RESIDUALS = [(4, 6), (7, 9)]
@@ -40,7 +52,8 @@ RESIDUALS = [(4, 6), (7, 9)]
 def _where_built() -> str:
     """For print, what hovering over the boxes tells: where the course builds each of them."""
     boxes: dict[str, list[str]] = {}
-    for label, _, _, where in STAGES:
+    for label, _, _, chapters in STAGES:
+        where = where_built(chapters)
         if label not in boxes.setdefault(where, []):
             boxes[where].append(label)
     return "Where the course builds each box: " + "; ".join(
@@ -62,7 +75,8 @@ def pipeline_figure() -> go.Figure:
     fig = go.Figure(go.Bar(
         y=ys, x=[3.2] * n, base=[-1.6] * n, width=0.72, orientation="h", showlegend=False,
         marker=dict(color=[_tint(c, 0.18) for c in colors], line=dict(color=colors, width=2)),
-        hovertext=[f"<b>{label}</b><br>{what}<br><i>{part}</i>" for label, what, _, part in STAGES],
+        hovertext=[f"<b>{label}</b><br>{what}<br><i>{where_built(chapters)}</i>"
+                   for label, what, _, chapters in STAGES],
         hoverinfo="text"))
     for i, ((label, _what, example, _part), y) in enumerate(zip(STAGES, ys, strict=True)):
         fig.add_annotation(x=0, y=y, text=f"<b>{label}</b>", showarrow=False, font=dict(size=14))
