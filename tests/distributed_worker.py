@@ -8,6 +8,7 @@ where MODE STRATEGY is one of
     fail ddp
     zero ddp
     shards deepspeed:zero1
+    masked ddp
 
 resume: an uninterrupted 6-step run (its state to OUT/whole.pt), then 3 steps, a stop, and a
         resume to 6 from a differently seeded model (its checkpoint in OUT/run).
@@ -16,6 +17,9 @@ zero: 3 AdamW steps under DDP with our ShardedOptimizer, torch's ZeroRedundancyO
       AdamW; OUT/zero.json compares them.
 shards: one step under DeepSpeed ZeRO stages 1, 2 and 3; OUT/shards.json holds what each process
         keeps.
+masked: one step on fine-tuning rows whose answers differ in length (1 target or 20), on both
+        processes and, on rank 0, in one process alone; OUT/masked.json compares the losses and
+        gradients.
 """
 import json
 import sys
@@ -118,6 +122,31 @@ try:
                        "consolidated_settings": sorted(consolidated_groups[0]),
                        "reference_settings": sorted(reference_groups[0])}
             json.dump(summary, open(out / "zero.json", "w"))
+    elif mode == "masked":
+        from llmcourse.finetune.collate import IGNORE, Example
+        from llmcourse.finetune.sft import InstructionBatches
+
+        rng = np.random.default_rng(1)
+        rows = [Example(rng.integers(0, 256, 24).tolist(), [IGNORE] * (24 - n) +
+                        rng.integers(0, 256, n).tolist()) for n in (1, 20, 1, 1, 20, 1, 1, 1)]
+        data = InstructionBatches(rows, pad_id=0)
+        masked = cfg.replace(batch_size=4, grad_accum=2, max_steps=1, warmup_steps=0)
+
+        def step(distributed):
+            run = Trainer(model(0), data, None, masked, progress=False, device=device,
+                          distributed=distributed)
+            loss = run.train_step()["loss"]
+            moments = [run.optimizer.state[p]["exp_avg"] for p in run.model.parameters()]
+            return loss, moments
+
+        both = step(info)
+        if info.is_main:
+            alone = step(None)
+            difference = max((a - b).abs().max().item()
+                             for a, b in zip(both[1], alone[1], strict=True))
+            json.dump({"losses": [both[0], alone[0]], "gradient_difference": difference / 0.1,
+                       "largest_gradient": max(m.abs().max().item() for m in alone[1]) / 0.1},
+                      open(out / "masked.json", "w"))
     elif mode == "shards":
         from dataclasses import replace
 

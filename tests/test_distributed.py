@@ -126,6 +126,38 @@ def test_a_resumed_distributed_run_is_bit_identical(strategy, tmp_path):
         assert tags == ["step-6"]
 
 
+def test_two_processes_weigh_masked_answers_like_one(tmp_path):
+    """Rows whose answers differ in length, split over 2 processes and 2 micro-batches: the loss
+    and the gradient of one process with the whole batch (to float32 rounding)."""
+    done = torchrun(str(HERE / "distributed_worker.py"), "masked", "ddp", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "masked.json").read_text())
+    both, alone = result["losses"]
+    assert both == pytest.approx(alone, rel=LOSS_RTOL)
+    assert result["gradient_difference"] < 1e-5 * result["largest_gradient"]
+
+
+def test_deepspeed_exports_its_fp32_master_weights(tmp_path):
+    """In bf16 the module holds 16-bit weights and the optimizer the fp32 masters: the run's
+    checkpoint.pt must hold the masters, as DeepSpeed's own consolidation of its shards
+    (zero_to_fp32) reads them, and not the 16-bit weights cast up."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    out = tmp_path / "run"
+    done = torchrun("-m", "llmcourse", *TRAIN[:-4], "--precision", "bf16", "--steps", "3",
+                    "--strategy", "deepspeed", "--deepspeed-config", "zero3", "--no-png",
+                    "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = load_checkpoint(out / "checkpoint.pt")
+    theirs = get_fp32_state_dict_from_zero_checkpoint(str(out / "deepspeed"),
+                                                      tag=saved["deepspeed"]["tag"])
+    ours = saved["model"]
+    for name, weight in theirs.items():
+        assert torch.equal(ours[name], weight.float()), name
+    assert not all(torch.equal(w, w.bfloat16().float()) for w in ours.values())
+
+
 def test_sharded_optimizer_equals_adamw_and_torchs_zero(tmp_path):
     """ZeRO-1 written out: the same weights as plain AdamW and as torch's ZeroRedundancyOptimizer,
     with each process holding the state of only its share of the parameters, and a consolidated

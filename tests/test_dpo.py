@@ -51,6 +51,9 @@ def test_a_preference_file_loads(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
     assert len(load_preferences(path)) == 2
+    path.write_text("\n".join(json.dumps(r) for r in RECORDS) + '\n\n{"prompt": "Add."}\n')
+    with pytest.raises(PreferenceError, match="pairs.jsonl, line 4: missing chosen, rejected"):
+        load_preferences(path)
 
 
 def test_the_loss_starts_at_log_two_and_prefers_the_chosen_answer():
@@ -92,6 +95,23 @@ def tuned_model():
                            warmup_steps=5, eval_every=0, precision="fp32")
     Trainer(model, data, None, cfg, progress=False).fit()
     return model, tokenizer
+
+
+def test_the_policy_starts_where_the_reference_is_in_any_precision():
+    """The reference's log-probabilities and the policy's first forward pass compute alike: no
+    dropout in either, and the trainer's precision in both. So the first DPO loss is log 2 for
+    a model with dropout, trained in bf16."""
+    sft, tokenizer = setup()
+    for module in sft.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.3
+    pairs = encode_pairs(preferences(RECORDS), tokenizer, 32)
+    data = PreferenceBatches(pairs, pad_id=0,
+                             reference=reference_logprobs(sft, pairs, pad_id=0, precision="bf16"))
+    cfg = get_train_preset("smoke", batch_size=4, context_length=32, max_steps=1,
+                           warmup_steps=0, precision="bf16")
+    trainer = Trainer(DPOObjective(copy.deepcopy(sft), beta=0.5), data, None, cfg, progress=False)
+    assert trainer.train_step()["loss"] == pytest.approx(math.log(2), abs=1e-6)
 
 
 def test_dpo_trains_through_the_trainer_logs_its_statistics_and_resumes(tmp_path):
@@ -207,3 +227,15 @@ def test_the_cached_sft_model_is_checked_when_loaded(tmp_path):
     key = json.loads((copy_ / "meta.json").read_text())["key"]
     with pytest.raises(CourseModelError, match="model.safetensors"):
         read_entry(copy_, key, copy.deepcopy(sft.model))
+
+
+def test_the_dpo_cache_key_holds_how_the_pairs_were_sampled(tmp_path, monkeypatch):
+    """Pairs sampled another way make another DPO model: its cache entry must differ."""
+    from llmcourse.dpo import recipe
+
+    sft_path = tmp_path / "sft"
+    key, _ = recipe._entry(sft_path, tmp_path)
+    for name in ("TRAIN_SAMPLING", "TEST_SAMPLING"):
+        with monkeypatch.context() as patch:
+            patch.setattr(recipe, name, {**getattr(recipe, name), "temperature": 0.7})
+            assert recipe._entry(sft_path, tmp_path)[0] != key, name

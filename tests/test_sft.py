@@ -2,6 +2,7 @@
 and a model that learns to answer and stop."""
 import copy
 
+import pytest
 import torch
 
 from llmcourse.finetune.records import alpaca
@@ -118,3 +119,36 @@ def test_the_recipe_lifts_the_course_model_on_held_out_questions():
     alone = [reply(model, tokenizer, [(m.role, m.content) for m in c.prompt_messages])
              for c in tasks.test]
     assert replies(model, tokenizer, tasks.test) == alone
+
+
+def test_accumulation_weighs_every_answer_token_alike():
+    """Masked losses: each micro-batch's loss is a mean over its own answer tokens, so averaging
+    the micro-batches' means weighs a token of a short answer more than one of a long answer.
+    Two micro-batches of 4 rows must equal one batch of 8, in the loss and in the gradient, with
+    answers of 1 and 12 words. (The gradient is read from AdamW's first moment after one step,
+    0.1 times the gradient: the weights themselves are no witness, as AdamW's first step moves
+    every weight by about the learning rate whatever its gradient's size.)"""
+    model, tokenizer = setup()
+    long_answer = "the king is dead long live the queen and all her court"
+    rows = alpaca([{"instruction": "Say yes.", "input": "", "output": "yes"},
+                   {"instruction": "Say it.", "input": "", "output": long_answer}])
+    data = InstructionBatches(encode_conversations(rows, tokenizer, 32), pad_id=0)
+    # the reference: the mean cross-entropy over every answer token of the 8 rows, by hand
+    cfg = get_train_preset("smoke", context_length=32, max_steps=1, warmup_steps=0, lr=1e-2,
+                           precision="fp32")
+    picked = data.sample(8, torch.Generator().manual_seed(cfg.seed))
+    counts = (picked.targets != -100).sum(-1)
+    assert counts[:4].sum() != counts[4:].sum()  # the two micro-batches hold unequal answers
+    logits = model(picked.ids, mask=picked.mask, positions=picked.positions)
+    by_hand = torch.nn.functional.cross_entropy(logits.flatten(0, 1), picked.targets.flatten(),
+                                                ignore_index=-100, reduction="sum") / counts.sum()
+    gradients = {}
+    for batch_size, accum in ((8, 1), (4, 2)):
+        trainer = Trainer(copy.deepcopy(model), data, None,
+                          cfg.replace(batch_size=batch_size, grad_accum=accum), progress=False)
+        loss = trainer.train_step()["loss"]
+        assert loss == pytest.approx(by_hand.item(), rel=1e-6), (batch_size, accum)
+        state = trainer.optimizer.state
+        gradients[accum] = [state[p]["exp_avg"] / 0.1 for p in trainer.model.parameters()]
+    for ours, one_batch in zip(gradients[2], gradients[1], strict=True):
+        torch.testing.assert_close(ours, one_batch, atol=1e-6, rtol=1e-4)

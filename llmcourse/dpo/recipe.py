@@ -42,12 +42,17 @@ def dpo_config(**overrides: Any) -> TrainConfig:
     return get_train_preset("course", **{**settings, **overrides})
 
 
+# how the pairs are sampled from the SFT model (make_pairs' settings): part of the cache key
+TRAIN_SAMPLING = {"samples": 4, "temperature": 1.0, "seed": 0, "per_prompt": 1}
+TEST_SAMPLING = {"samples": 8, "temperature": 1.0, "seed": 1, "per_prompt": 2}
+
+
 def recipe_pairs(model, tokenizer: Tokenizer, tasks) -> tuple[MadePairs, MadePairs]:
     """(training pairs, held-out pairs) from the SFT model's samples: PAIRS training prompts, and
     up to two pairs per held-out question, with different wrong answers."""
     picked = random.Random(0).sample(tasks.train, PAIRS)
-    train = make_pairs(model, tokenizer, picked, samples=4, seed=0)
-    test = make_pairs(model, tokenizer, tasks.test, samples=8, seed=1, per_prompt=2)
+    train = make_pairs(model, tokenizer, picked, **TRAIN_SAMPLING)
+    test = make_pairs(model, tokenizer, tasks.test, **TEST_SAMPLING)
     return train, test
 
 
@@ -65,8 +70,8 @@ def _entry(sft_path: Path, cache: Path | str | None) -> tuple[str, Path]:
     from llmcourse.download import cache_dir
     from llmcourse.training.course_model import code_closure, code_fingerprint, module_source
 
-    digest = hashlib.sha256(json.dumps([sft_path.name, PAIRS, STEPS, LR, BETA, SFT_WEIGHT])
-                            .encode())
+    settings = [sft_path.name, PAIRS, STEPS, LR, BETA, SFT_WEIGHT, TRAIN_SAMPLING, TEST_SAMPLING]
+    digest = hashlib.sha256(json.dumps(settings).encode())
     for name in code_closure(__name__):  # this recipe and all it imports
         digest.update(code_fingerprint(module_source(name)).encode())
     key = digest.hexdigest()
@@ -126,11 +131,12 @@ def dpo_model(cache: Path | str | None = None, progress: bool = False) -> DPOMod
     start = time.perf_counter()
     train, test = recipe_pairs(sft.model, sft.tokenizer, sft_tasks(load_corpus("shakespeare")))
     examples = encode_pairs(train.pairs, sft.tokenizer, CONTEXT, too_long="truncate_prompt")
-    data = PreferenceBatches(examples, pad_id=0,
-                             reference=reference_logprobs(sft.model, examples, pad_id=0))
+    config = dpo_config()
+    reference = reference_logprobs(sft.model, examples, pad_id=0, precision=config.precision)
+    data = PreferenceBatches(examples, pad_id=0, reference=reference)
     objective = DPOObjective(policy, beta=BETA, sft_weight=SFT_WEIGHT)
-    announce("the DPO model", objective, data, dpo_config(), enabled=progress)
-    history = Trainer(objective, data, None, dpo_config(), progress=progress).fit()
+    announce("the DPO model", objective, data, config, enabled=progress)
+    history = Trainer(objective, data, None, config, progress=progress).fit()
     policy = policy.cpu().eval()
     metrics = {"train_seconds": time.perf_counter() - start, "steps": STEPS,
                "final_loss": history[-1]["loss"]}

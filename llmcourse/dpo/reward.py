@@ -63,6 +63,11 @@ class RewardModel(nn.Module):
                            margin=(chosen - rejected).detach().mean())
         return None, loss
 
+    def loss_count(self, targets: torch.Tensor) -> torch.Tensor:
+        """What the loss is a mean over, for the trainer's weighting of micro-batches: the pairs
+        (each holds a chosen and a rejected row)."""
+        return torch.tensor(len(targets) // 2, device=targets.device)
+
     def step_metrics(self) -> dict[str, float]:
         return self._measured.take()
 

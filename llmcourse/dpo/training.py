@@ -26,6 +26,7 @@ from llmcourse.finetune.collate import IGNORE, Batch, Example, TooLong, encode_e
 from llmcourse.finetune.records import Conversation, Message
 from llmcourse.finetune.template import render
 from llmcourse.tokenizer import Tokenizer
+from llmcourse.training.trainer import autocast
 
 Pair = tuple[Example, Example]  # (chosen, rejected), each with its loss on the answer only
 
@@ -51,17 +52,21 @@ def pair_batch(pairs: Sequence[Pair], pad_id: int) -> Batch:
 
 @torch.no_grad()
 def reference_logprobs(model: nn.Module, pairs: Sequence[Pair], pad_id: int, batch_size: int = 64,
-                       average: bool = False) -> torch.Tensor:
-    """(N, 2): the model's log-probability of each pair's chosen and rejected answer."""
+                       average: bool = False, precision: str = "fp32") -> torch.Tensor:
+    """(N, 2): the model's log-probability of each pair's chosen and rejected answer, computed as
+    the policy's will be in training: without dropout (DPOObjective switches it off) and in the
+    trainer's `precision` (resolved: fp32, bf16 or fp16). So at the first step the policy, still
+    equal to the reference, gets a loss of exactly log 2."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(pairs), batch_size):
         batch = pair_batch(pairs[start:start + batch_size], pad_id)
-        logps = sequence_logprobs(model, batch.ids.to(device), batch.targets.to(device),
-                                  batch.mask.to(device), batch.positions.to(device), average)
-        out.append(torch.stack(logps.cpu().chunk(2), dim=1))  # (b, 2)
+        with autocast(precision, device):
+            logps = sequence_logprobs(model, batch.ids.to(device), batch.targets.to(device),
+                                      batch.mask.to(device), batch.positions.to(device), average)
+        out.append(torch.stack(logps.float().cpu().chunk(2), dim=1))  # (b, 2)
     model.train(was_training)
     return torch.cat(out)
 
@@ -124,6 +129,11 @@ class DPOObjective(nn.Module):
         if not beta > 0:
             raise ValueError(f"beta must be positive, got {beta}")
         self.policy, self.beta, self.average, self.sft_weight = policy, beta, average, sft_weight
+        # no dropout, as TRL's DPO (disable_dropout): the reference's log-probabilities were
+        # computed without it, and the implicit reward compares the two
+        for module in policy.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
         self._measured = Measured()
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
@@ -144,6 +154,11 @@ class DPOObjective(nn.Module):
                            accuracy=out.accuracy, logp_chosen=chosen.detach().mean(),
                            logp_rejected=rejected.detach().mean())
         return None, loss
+
+    def loss_count(self, targets: torch.Tensor) -> torch.Tensor:
+        """What the loss is a mean over, for the trainer's weighting of micro-batches: the pairs
+        (each holds a chosen and a rejected row)."""
+        return torch.tensor(len(targets) // 2, device=targets.device)
 
     def step_metrics(self) -> dict[str, float]:
         """The means of what the forward passes measured since the last call (then forgotten)."""

@@ -32,7 +32,8 @@ from typing import Literal
 
 import torch
 
-IGNORE = -100  # F.cross_entropy's ignore_index: a target that counts for nothing
+from llmcourse.model.gpt import IGNORE  # the model's loss leaves these targets out
+
 TooLong = Literal["error", "truncate_prompt"]
 
 

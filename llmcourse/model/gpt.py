@@ -23,6 +23,8 @@ from llmcourse.model.attention import KVCache, MultiHeadAttention, rope_tables
 from llmcourse.model.config import ModelConfig
 from llmcourse.model.embeddings import check_token_ids
 
+IGNORE = -100  # a target that counts for nothing: the prompt and padding of fine-tuning rows
+
 
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centring or bias, computed in
@@ -156,7 +158,9 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         if targets is None:
             return logits
-        return logits, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        # the mean over the targets that count
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+        return logits, loss
 
     @torch.no_grad()
     def attention_maps(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -173,12 +173,19 @@ def release_engines() -> None:
 
 def full_weights(engine: Any, info: Distributed) -> dict[str, torch.Tensor]:
     """The whole model's fp32 weights on rank 0 (every process must call it; the others get {}).
-    Stage 3 gathers each parameter from its shards first."""
-    gathered = import_deepspeed(engine.device).zero.GatheredParameters
-    with gathered(list(engine.module.parameters()), modifier_rank=None):
-        if not info.is_main:
-            return {}
-        return {k: v.detach().float().cpu().clone() for k, v in engine.module.state_dict().items()}
+    In bf16 or fp16 the module holds 16-bit copies and the optimizer the fp32 master weights, so
+    they are read from the optimizer with DeepSpeed's `safe_get_full_fp32_param` (which gathers
+    the shards of every ZeRO stage), never cast up from the module."""
+    deepspeed = import_deepspeed(engine.device)
+    master = {id(p): deepspeed.utils.safe_get_full_fp32_param(p)
+              for p in engine.module.parameters()}
+    if not info.is_main:
+        return {}
+    # keep_vars: the Parameter objects, so that tied weights (one parameter, two names) and
+    # buffers are told apart
+    held = engine.module.state_dict(keep_vars=True)
+    return {name: (master[id(v)] if id(v) in master else v).detach().float().cpu().clone()
+            for name, v in held.items()}
 
 
 def save_shards(engine: Any, run_dir: Path, step: int) -> dict[str, Any]:

@@ -147,19 +147,43 @@ def gradient_sync(wrapped: torch.nn.Module, info: Distributed | None,
             wrapped.set_requires_gradient_sync(True)
 
 
+def collective_device(backend: str, local_rank: int) -> torch.device:
+    """Where a collective's tensors must live: NCCL reduces only CUDA tensors (this process's GPU),
+    gloo only CPU ones.
+
+    >>> collective_device("gloo", 1), collective_device("nccl", 1)
+    (device(type='cpu'), device(type='cuda', index=1))
+    """
+    return torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
+
+
+def _on_group_device(value: torch.Tensor, info: Distributed) -> torch.Tensor:
+    """A copy of `value` that the process group's backend can reduce."""
+    device = collective_device(dist.get_backend(), info.local_rank)
+    return value.detach().to(device, copy=True)
+
+
+def sum_over_ranks(value: torch.Tensor, info: Distributed | None) -> torch.Tensor:
+    """The sum of `value` over all processes (every process gets it), on `value`'s device."""
+    if info is None:
+        return value
+    total = _on_group_device(value, info)
+    dist.all_reduce(total)
+    return total.to(value.device)
+
+
 def mean_over_ranks(value: torch.Tensor, info: Distributed | None) -> torch.Tensor:
     """The mean of `value` over all processes (every process gets it)."""
     if info is None:
         return value
-    value = value.detach().clone()
-    dist.all_reduce(value)
-    return value / info.world_size
+    return sum_over_ranks(value, info) / info.world_size
 
 
 def gather_values(value: torch.Tensor, info: Distributed) -> list[float]:
     """Every process's scalar `value`, in rank order, on every process."""
-    values = [torch.zeros_like(value) for _ in range(info.world_size)]
-    dist.all_gather(values, value.detach().clone())
+    mine = _on_group_device(value, info)
+    values = [torch.zeros_like(mine) for _ in range(info.world_size)]
+    dist.all_gather(values, mine)
     return [v.item() for v in values]
 
 
@@ -167,7 +191,7 @@ def any_rank(flag: bool, info: Distributed | None) -> bool:
     """True on every process if `flag` is true on any (so that all stop at the same step)."""
     if info is None:
         return flag
-    value = torch.tensor(int(flag))
+    value = _on_group_device(torch.tensor(int(flag)), info)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 

@@ -31,6 +31,7 @@ import torch
 
 from llmcourse.data.batches import random_batch
 from llmcourse.foundations.loss import bits_per_byte
+from llmcourse.model.gpt import IGNORE
 from llmcourse.model.hf_checkpoint import CheckpointError
 from llmcourse.progress import bars_on, progress_bar
 from llmcourse.training import deepspeed_engine
@@ -47,6 +48,7 @@ from llmcourse.training.distributed import (
     load_full_state,
     mean_over_ranks,
     parameter_names,
+    sum_over_ranks,
     wrap,
 )
 from llmcourse.training.optim import make_optimizer
@@ -74,6 +76,16 @@ def cpu_has_fast_bf16() -> bool:
 
 PRECISION_SETTING = "LLMCOURSE_PRECISION"
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context that computes in `precision` (resolved: fp32, bf16 or fp16) on `device`: what
+    the trainer runs its forward passes in, and whatever must compute as they do (DPO's
+    reference)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -203,8 +215,15 @@ class Trainer:
     def _resume(self) -> None:
         if self.checkpoint_path is None:
             raise ValueError("resume=True needs the out_dir that holds the checkpoint")
-        state = load_checkpoint(self.checkpoint_path, map_location=self.device)
-        changed = config_differences(state["train_config"], self.cfg.as_dict())
+        # on the CPU: the RNG states must stay CPU tensors, and loading the state dicts copies every
+        # weight and moment to its parameter's device
+        state = load_checkpoint(self.checkpoint_path)
+        # a larger budget may continue a run (its schedule then stretches); nothing else may change
+        saved_config = {**state["train_config"], "max_steps": self.cfg.max_steps}
+        if self.cfg.max_steps < state["step"]:
+            raise CheckpointError(f"{self.checkpoint_path} is at step {state['step']}, past "
+                                  f"max_steps={self.cfg.max_steps}")
+        changed = config_differences(saved_config, self.cfg.as_dict())
         saved_model = state["model_config"] or {}
         current_model = _plain(getattr(self.model, "cfg", None)) or {}
         changed += [f"model.{d}" for d in config_differences(saved_model, current_model)]
@@ -233,6 +252,10 @@ class Trainer:
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.history = state["step"], list(state["history"])
+        if self.is_main and self.out_dir is not None:
+            # the metrics written after the checkpoint, by a run that then crashed, are redone
+            lines = "".join(json.dumps(m) + "\n" for m in self.history)
+            (self.out_dir / "metrics.jsonl").write_text(lines)
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -248,10 +271,9 @@ class Trainer:
             callback(metrics)
 
     def _autocast(self):
-        if self.precision == "fp32" or self.engine is not None:  # DeepSpeed casts the model itself
+        if self.engine is not None:  # DeepSpeed casts the model itself
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.precision, self.device)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -262,15 +284,17 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         generator = torch.Generator().manual_seed(10_000 + self.cfg.seed)
-        losses = []
+        summed = counted = torch.zeros((), device=self.device)
         for _ in range(self.cfg.eval_batches):
             x, y, extra = self._batch(self.val_tokens, generator)
+            count = self._targets_in(y)
             with self._autocast():
                 loss = self.forward(x, y, **extra)[1].float()
-            losses.append(mean_over_ranks(loss, self.dist).item())
+            summed, counted = summed + loss * count, counted + count
         measured = self._objective_metrics("val_")
         self.model.train(was_training)
-        loss = float(np.mean(losses))
+        # the mean over every target of every batch, on all processes
+        loss = (sum_over_ranks(summed, self.dist) / sum_over_ranks(counted, self.dist)).item()
         out = {"val_loss": loss, **measured}
         if self.bytes_per_token:
             out["val_bpb"] = bits_per_byte(loss, self.bytes_per_token)
@@ -293,6 +317,27 @@ class Trainer:
                             self.rows)
         return x.to(self.device), y.to(self.device), {}
 
+    def _targets_in(self, targets: torch.Tensor) -> torch.Tensor:
+        """How many targets a batch's loss is the mean over: its tokens that count, or what an
+        objective with a loss of its own says (DPO's is a mean over pairs)."""
+        count = getattr(self.model, "loss_count", None)
+        return count(targets) if callable(count) else (targets != IGNORE).sum()
+
+    def _micro_batches(self) -> tuple[list[Batch], list[torch.Tensor]]:
+        """The step's micro-batches, and the weight of each one's mean loss: its share of the
+        targets of the whole step, over every process. Each micro-batch's loss is a mean over its
+        own targets; weighted so, the step's loss is the mean over all of them however they fall
+        into micro-batches and processes (masked answers vary in length). transformers fixed the
+        same bug in 4.46 (`num_items_in_batch`)."""
+        batches = [self._batch(self.train_tokens, self.generator)
+                   for _ in range(self.cfg.grad_accum)]
+        counts = [self._targets_in(y).float() for _, y, _ in batches]
+        step_total = sum_over_ranks(torch.stack(counts).sum(), self.dist)
+        # data parallelism averages the processes' gradients: each carries world_size times its
+        # share, so that the average is the sum
+        world = self.dist.world_size if self.dist is not None else 1
+        return batches, [count * world / step_total for count in counts]
+
     def train_step(self) -> dict[str, float]:
         """One optimizer step over grad_accum micro-batches; returns its loss, gradient norm and
         learning rate."""
@@ -302,15 +347,14 @@ class Trainer:
             group["lr"] = lr
         if self.engine is not None:
             return self._deepspeed_step(lr)
+        batches, weights = self._micro_batches()
         total = torch.zeros((), device=self.device)
-        for micro in range(cfg.grad_accum):
-            x, y, extra = self._batch(self.train_tokens, self.generator)
+        for micro, ((x, y, extra), weight) in enumerate(zip(batches, weights, strict=True)):
             # data parallelism averages gradients over processes once, in the last backward pass
             with gradient_sync(self.wrapped, self.dist, enabled=micro == cfg.grad_accum - 1):
                 with self._autocast():
                     _, loss = self.forward(x, y, **extra)
-                # the mean over micro-batches is the mean over the whole batch
-                loss = loss / cfg.grad_accum
+                loss = loss * weight
                 self.scaler.scale(loss).backward()
             total += loss.detach().float()
         # the whole batch's loss, the same on every process
@@ -341,12 +385,13 @@ class Trainer:
         """train_step under DeepSpeed: engine.step() after every backward, which steps AdamW only on
         the last micro-batch (after averaging, clipping and, in fp16, unscaling)."""
         cfg = self.cfg
+        batches, weights = self._micro_batches()
         total = torch.zeros((), device=self.device)
-        for micro in range(cfg.grad_accum):
-            x, y, extra = self._batch(self.train_tokens, self.generator)
+        for micro, ((x, y, extra), weight) in enumerate(zip(batches, weights, strict=True)):
             _, loss = self.engine(x, y, **extra)
-            self.engine.backward(loss)  # divides by the accumulation steps itself
-            total += loss.detach().float() / cfg.grad_accum
+            loss = loss * weight
+            self.engine.backward(loss * cfg.grad_accum)  # it divides by the accumulation steps
+            total += loss.detach().float()
             if micro < cfg.grad_accum - 1:
                 self.engine.step()
         loss_value = mean_over_ranks(total, self.dist).item()
