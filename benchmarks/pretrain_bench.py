@@ -73,7 +73,7 @@ def scored_texts() -> list[str]:
 
 def learn_ours(minutes: float) -> dict:
     from llmcourse.foundations.loss import bits_per_byte
-    from llmcourse.training.command import load_run
+    from llmcourse.training.run_folder import load_run
     from llmcourse.training.data import encode_documents
 
     with tempfile.TemporaryDirectory() as tmp:

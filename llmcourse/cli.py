@@ -4,6 +4,10 @@
         pretrain a model
     generate RUN_DIR [--prompt TEXT] [--temperature T] [--top-k K] [--top-p P]
         sample from it
+    sft --from RUN --data FILE.jsonl [--lora R] [--steps N] [--out DIR] [--resume]
+        fine-tune it on conversations
+    dpo --from SFT_RUN --pairs FILE.jsonl [--beta B] [--steps N] [--out DIR] [--resume]
+        align a fine-tuned run on preference pairs
     chat RUN_DIR [--system TEXT] [--temperature T]
         chat with a fine-tuned run's model
     eval CHECKPOINT [--json PATH] [--harness TASKS]
@@ -134,6 +138,18 @@ def _generate(args: argparse.Namespace) -> int:
     return generate_command(args)
 
 
+def _sft(args: argparse.Namespace) -> int:
+    from llmcourse.finetune.command import sft_command
+
+    return sft_command(args)
+
+
+def _dpo(args: argparse.Namespace) -> int:
+    from llmcourse.dpo.command import dpo_command
+
+    return dpo_command(args)
+
+
 def _chat(args: argparse.Namespace) -> int:
     from llmcourse.finetune.chat import chat_command
 
@@ -162,6 +178,18 @@ def main(argv: list[str] | None = None) -> int:
                                    help="sample text from a run's checkpoint, streaming")
     add_generate_arguments(generate)
     generate.set_defaults(run=_generate)
+
+    from llmcourse.dpo.command import add_dpo_arguments
+    from llmcourse.finetune.command import add_sft_arguments
+
+    sft = commands.add_parser("sft", help="fine-tune a run's model on conversations (JSON Lines), "
+                                          "fully or with --lora")
+    add_sft_arguments(sft)
+    sft.set_defaults(run=_sft)
+
+    dpo = commands.add_parser("dpo", help="align a fine-tuned run on preference pairs (JSON Lines)")
+    add_dpo_arguments(dpo)
+    dpo.set_defaults(run=_dpo)
 
     from llmcourse.finetune.chat import add_chat_arguments
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 from conftest import ROOT
 
+from llmcourse.tokenizer import END_OF_TEXT, Tokenizer, save_tokenizer
 from llmcourse.training import load_checkpoint
 
 TRAIN = ["train", "--preset", "smoke", "--corpus", "tiny", "--vocab-size", "300",
@@ -34,7 +35,7 @@ def test_train_resume_and_generate(tmp_path):
     # never overwrites a run by accident
     assert again.returncode != 0 and "--resume" in again.stderr
 
-    # a longer budget cannot be given on resume: the schedule was fixed by the first run's max_steps
+    # a finished run resumes to its end: nothing to do
     resumed = cli("train", "--out", str(run), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
@@ -77,3 +78,30 @@ def test_help_lists_every_option():
                "--resume")
     for option in options:
         assert option in text
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    """--resume keeps the run's tokenizer and settings, refuses a flag that would change them,
+    lets a larger budget extend it, and leaves one metrics line per step after a crash."""
+    run = tmp_path / "run"
+    assert cli(*TRAIN, "--steps", "4", "--out", str(run)).returncode == 0
+    refused = cli(*TRAIN, "--batch-size", "8", "--out", str(run), "--resume")
+    assert refused.returncode == 2
+    assert "--batch-size 8 differs from the run's 4" in refused.stderr
+    # the run's own tokenizer, not one trained again: plant another of the same size
+    numbers = " ".join(f"{i} and {7 * i}" for i in range(3000))
+    other = Tokenizer.train(numbers, 300, special_tokens=[END_OF_TEXT])
+    save_tokenizer(other, run / "tokenizer.json")
+    planted = (run / "tokenizer.json").read_text()
+    # a crash after the checkpoint left lines for steps 5 and 6 that the resume redoes
+    metrics = run / "metrics.jsonl"
+    lost = [{"kind": "train", "step": step, "loss": 9.0} for step in (5, 6)]
+    metrics.write_text(metrics.read_text() + "".join(json.dumps(m) + "\n" for m in lost))
+    longer = cli(*TRAIN, "--steps", "6", "--out", str(run), "--resume")
+    assert longer.returncode == 0, longer.stderr
+    assert "the budget grows from 4 to 6 steps" in longer.stderr
+    assert (run / "tokenizer.json").read_text() == planted
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [m["step"] for m in lines if m["kind"] == "train"] == list(range(1, 7))
+    assert all(m.get("loss") != 9.0 for m in lines)
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 6

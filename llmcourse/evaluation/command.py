@@ -40,7 +40,7 @@ def _stages(args: argparse.Namespace):
     from llmcourse.evaluation.questions import CHAT, PLAIN_TEXT
     from llmcourse.evaluation.report import Stage, course_stages
     from llmcourse.finetune.template import CHAT_TOKENS
-    from llmcourse.training.command import load_run
+    from llmcourse.training.run_folder import load_run
 
     if args.checkpoint in (*STAGES, "all"):
         stages, pairs = course_stages()

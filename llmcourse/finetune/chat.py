@@ -128,7 +128,7 @@ def chat_command(args: argparse.Namespace) -> int:
     """Read a message per line from stdin and stream each answer; an empty line or EOF ends. A
     typed backslash-n (\\n) is a line break inside the message."""
     from llmcourse.finetune.template import CHAT_TOKENS
-    from llmcourse.training.command import load_run
+    from llmcourse.training.run_folder import load_run
 
     model, tokenizer = load_run(args.run_dir)
     missing = [t for t in CHAT_TOKENS if t not in tokenizer.special_tokens]

@@ -5,35 +5,41 @@ torchrun:
     torchrun --nproc-per-node 2 -m llmcourse train --strategy fsdp    # or ddp (the default), zero1
     torchrun --nproc-per-node 2 -m llmcourse train --strategy deepspeed --deepspeed-config zero3
 
-A run folder holds: tokenizer.json, checkpoint.pt (model, optimizer, generators, step: what
---resume continues), metrics.jsonl (one line per step and per evaluation), run.json (the model and
-training configs, the corpus), and the training curves as curves.html (interactive) and
-curves.png.
+What a run folder holds, and how it resumes, is `llmcourse.training.run_folder`'s.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from llmcourse.model.config import PRESETS, ModelConfig, get_preset
+from llmcourse.model.config import PRESETS, get_preset
 from llmcourse.model.gpt import GPT
 from llmcourse.model.hf_checkpoint import CheckpointError
-from llmcourse.tokenizer import END_OF_TEXT, Tokenizer, load_tokenizer, save_tokenizer
+from llmcourse.tokenizer import END_OF_TEXT, load_tokenizer
 from llmcourse.training.checkpoint import load_checkpoint
 from llmcourse.training.config import TRAIN_PRESETS, get_train_preset
 from llmcourse.training.data import PretrainingData, prepare_data
 from llmcourse.training.deepspeed_engine import MissingExtra, deepspeed_config
 from llmcourse.training.distributed import (
-    STRATEGIES,
     Distributed,
     init_distributed,
     launched_by_torchrun,
     same_on_all_ranks,
     shutdown,
+)
+from llmcourse.training.run_folder import (
+    add_run_arguments,
+    fit_run,
+    load_run,
+    plan_budget,
+    read_run,
+    refuse_changes,
+    refuse_overwrite,
+    where_it_runs,
+    write_run,
 )
 from llmcourse.training.trainer import CHECKPOINT, Trainer, resolve_precision, seconds_per_step
 
@@ -42,10 +48,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(TRAIN_PRESETS),
                         help="training recipe (default: course, the course model's, on a CPU; "
                              "course-gpu, the same recipe scaled up, on a CUDA GPU)")
-    parser.add_argument("--model", default="course", choices=sorted(PRESETS),
+    parser.add_argument("--model", choices=sorted(PRESETS),
                         help="model shape (default: course, the course model's)")
-    parser.add_argument("--corpus", default="shakespeare",
-                        help="corpus name (see `llmcourse corpus list`)")
+    parser.add_argument("--corpus", help="corpus name (see `llmcourse corpus list`; default: "
+                                         "shakespeare)")
     parser.add_argument("--vocab-size", type=int,
                         help="BPE vocabulary, end-of-text included (default: the model preset's)")
     budget = parser.add_mutually_exclusive_group()
@@ -53,27 +59,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--tokens", type=float, help="training tokens, e.g. 2e6")
     budget.add_argument("--minutes", type=float,
                         help="wall-clock budget, measured on a few steps first")
-    parser.add_argument("--out", default="runs/course", help="run folder (default: runs/course)")
-    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
-    parser.add_argument("--device", help="cpu, cuda, mps (default: the fastest found)")
-    parser.add_argument("--no-png", action="store_true",
-                        help="write the curves as curves.html only: curves.png starts a headless "
-                             "browser, seconds that a short run may not want to spend")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="default: auto")
-    parser.add_argument("--seed", type=int, help="default: the preset's")
-    parser.add_argument("--batch-size", type=int,
-                        help="sequences per micro-batch, over all processes "
-                             "(default: the preset's)")
-    parser.add_argument("--grad-accum", type=int,
-                        help="micro-batches per optimizer step (default: the preset's)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="ddp",
-                        help="under torchrun: ddp (a model copy per process), zero1 (the optimizer "
-                             "state sharded), fsdp (everything sharded) or deepspeed (needs "
-                             "--deepspeed-config); default: ddp")
-    parser.add_argument("--deepspeed-config", metavar="CONFIG",
-                        help="with --strategy deepspeed: zero1, zero2, zero3 (shipped with the "
-                             "course) or a DeepSpeed JSON config file")
+    add_run_arguments(parser, "runs/course")
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,18 +110,19 @@ def _train(args: argparse.Namespace, info: Distributed | None, device: torch.dev
                                    ("batch_size", args.batch_size), ("grad_accum", args.grad_accum))
                  if v is not None}
     preset = args.preset or ("course-gpu" if device.type == "cuda" else "course")
-    cfg = get_train_preset(preset, **overrides)
+    tokenizer = None
     if args.resume:
-        run_json = out / "run.json"
-        run = json.loads(run_json.read_text()) if run_json.exists() else None
-        if run is None:
-            raise SystemExit(f"error: --resume: {out} holds no run (run.json) to continue")
-        cfg = cfg.replace(**run["train_config"])
+        run = _saved_run(out, args, overrides)
+        preset = run.get("preset") or preset
+        cfg = get_train_preset(preset).replace(**run["train_config"])
         args.corpus, args.model = run["corpus"], run["model_preset"]
         args.vocab_size = run["vocab_size"]
-    elif (out / CHECKPOINT).exists():
-        raise SystemExit(f"error: {out} already holds a run: add --resume to continue it, "
-                         "or pick another --out")
+        tokenizer = load_tokenizer(out / "tokenizer.json")  # the run's own, not trained again
+    else:
+        refuse_overwrite(out)
+        cfg = get_train_preset(preset, **overrides)
+    args.corpus = args.corpus or "shakespeare"
+    args.model = args.model or "course"
     if args.vocab_size is None:
         args.vocab_size = get_preset(args.model).vocab_size
     if info is not None:
@@ -144,76 +131,56 @@ def _train(args: argparse.Namespace, info: Distributed | None, device: torch.dev
             precision = resolve_precision(cfg.precision, device)
             deepspeed_config(info.deepspeed_config, cfg, info, precision, device)
     say(f"preparing {args.corpus} with a {args.vocab_size}-token BPE vocabulary ...")
-    data = prepare_data(args.corpus, args.vocab_size)
+    data = prepare_data(args.corpus, args.vocab_size, tokenizer)
     torch.manual_seed(cfg.seed)
     context_length = max(cfg.context_length, get_preset(args.model).context_length)
     model = GPT(get_preset(args.model, vocab_size=data.tokenizer.n_vocab,
                            context_length=context_length))
-    if not args.resume:
-        steps = args.steps
-        if args.tokens is not None:
-            steps = max(1, round(args.tokens / cfg.tokens_per_step))
-        elif args.minutes is not None:
-            # timed on one process (its speed with the whole batch), then shared so all agree
-            timed = _steps_for_minutes(model, data, cfg, device, args.minutes) if main else 0
-            steps = same_on_all_ranks(timed, info)
-        if steps is not None:
-            warmup_steps = min(cfg.warmup_steps, max(1, steps // 10))
-            cfg = cfg.replace(max_steps=steps, warmup_steps=warmup_steps)
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-            save_tokenizer(data.tokenizer, out / "tokenizer.json")
-            (out / "run.json").write_text(json.dumps({
-                "corpus": args.corpus, "model_preset": args.model, "vocab_size": args.vocab_size,
-                "train_config": cfg.as_dict()}, indent=1))
-    how = info and (info.strategy if info.deepspeed_config is None
-                    else f"deepspeed {info.deepspeed_config}")
-    where = f"{info.world_size} processes ({how}) on {device.type}" if info else str(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    say(f"training {n_params:,} parameters for {cfg.max_steps} steps "
-        f"({cfg.max_steps * cfg.tokens_per_step:,} tokens) on {where} in {out}")
+    steps = args.steps
+    if args.tokens is not None:
+        steps = max(1, round(args.tokens / cfg.tokens_per_step))
+    elif args.minutes is not None:
+        # timed on one process (its speed with the whole batch), then shared so all agree
+        timed = _steps_for_minutes(model, data, cfg, device, args.minutes) if main else 0
+        steps = same_on_all_ranks(timed, info)
+        if args.resume:  # minutes more
+            steps += load_checkpoint(out / CHECKPOINT)["step"]
+    cfg, stop_at = plan_budget(cfg, steps, args.resume, say)
+    if main:
+        write_run(out, data.tokenizer, {
+            "command": "train", "preset": preset, "corpus": args.corpus,
+            "model_preset": args.model, "vocab_size": args.vocab_size,
+            "train_config": cfg.as_dict()})
+    say(f"training {sum(p.numel() for p in model.parameters()):,} parameters for "
+        f"{cfg.max_steps} steps ({cfg.max_steps * cfg.tokens_per_step:,} tokens) on "
+        f"{where_it_runs(info, device)} in {out}")
     trainer = Trainer(model, data.train_ids, data.val_ids, cfg, out_dir=out, resume=args.resume,
                       device=device, bytes_per_token=data.val_bytes_per_token, distributed=info)
-    try:
-        history = trainer.fit()
-    except KeyboardInterrupt as err:
-        if main:
-            write_curves(out, trainer.history, png=not args.no_png)
-        say(f"\n{err}; continue with --resume")
-        return 130
-    if main:
-        write_curves(out, history, png=not args.no_png)
-        last = [m for m in history if m["kind"] == "eval"][-1]
+    code = fit_run(trainer, out, stop_at, png=not args.no_png, say=say)
+    evaluated = [m for m in trainer.history if m["kind"] == "eval"]
+    if code == 0 and main and trainer.step == cfg.max_steps and evaluated:
+        last = evaluated[-1]
         print(f"done: validation loss {last['val_loss']:.3f} nats/token, "
               f"{last['val_bpb']:.3f} bits/byte; sample with `llmcourse generate {out}`")
-    return 0
+    return code
 
 
-def write_curves(out: Path, history: list[dict], png: bool = True) -> None:
-    """curves.html (interactive, self-contained) and, where kaleido and a browser are installed
-    and `png`, curves.png."""
-    from llmcourse.viz.training import curves_figure
-
-    fig = curves_figure({out.name: history}, title=f"Training curves: {out.name}")
-    fig.write_html(out / "curves.html", include_plotlyjs=True, full_html=True)
-    if not png:
-        return
-    try:
-        from llmcourse.viz.display import to_png
-
-        (out / "curves.png").write_bytes(to_png(fig))
-    except Exception as err:  # noqa: BLE001 - no kaleido or browser: the HTML has the figure
-        print(f"no curves.png ({type(err).__name__}: {err}); curves.html has the figure",
-              file=sys.stderr)
+# what a run is: a flag that would change it is refused on --resume ((flag, run.json's key, the
+# key inside train_config or None))
+RUN_FLAGS = (("--preset", "preset", None), ("--model", "model_preset", None),
+             ("--corpus", "corpus", None), ("--vocab-size", "vocab_size", None),
+             ("--precision", None, "precision"), ("--seed", None, "seed"),
+             ("--batch-size", None, "batch_size"), ("--grad-accum", None, "grad_accum"))
 
 
-def load_run(folder: str | Path) -> tuple[GPT, Tokenizer]:
-    """The model (eval mode, on the CPU) and tokenizer of a run folder."""
-    folder = Path(folder)
-    state = load_checkpoint(folder / CHECKPOINT)
-    model = GPT(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
-    return model.eval(), load_tokenizer(folder / "tokenizer.json")
+def _saved_run(out: Path, args: argparse.Namespace, overrides: dict) -> dict:
+    """run.json of the run to continue, once every flag given agrees with it."""
+    run = read_run(out)
+    given = {**vars(args), **overrides}
+    saved = {flag: run.get(key) if key else run["train_config"][train_key]
+             for flag, key, train_key in RUN_FLAGS}
+    refuse_changes(saved, {flag: given.get(flag[2:].replace("-", "_")) for flag in saved})
+    return run
 
 
 def generate_command(args: argparse.Namespace) -> int:
