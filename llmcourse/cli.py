@@ -126,83 +126,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _train(args: argparse.Namespace) -> int:
-    from llmcourse.training.command import train_command
-
-    return train_command(args)
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from llmcourse.training.command import generate_command
-
-    return generate_command(args)
-
-
-def _sft(args: argparse.Namespace) -> int:
-    from llmcourse.finetune.command import sft_command
-
-    return sft_command(args)
-
-
-def _dpo(args: argparse.Namespace) -> int:
-    from llmcourse.dpo.command import dpo_command
-
-    return dpo_command(args)
-
-
-def _chat(args: argparse.Namespace) -> int:
-    from llmcourse.finetune.chat import chat_command
-
-    return chat_command(args)
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from llmcourse.evaluation.command import eval_command
-
-    return eval_command(args)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="llmcourse", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    from llmcourse.training.command import add_generate_arguments, add_train_arguments
+    # each command's module gives its arguments and its function
+    from llmcourse.dpo.command import add_dpo_arguments, dpo_command
+    from llmcourse.evaluation.command import add_eval_arguments, eval_command
+    from llmcourse.finetune.chat import add_chat_arguments, chat_command
+    from llmcourse.finetune.command import add_sft_arguments, sft_command
+    from llmcourse.training.command import (
+        add_generate_arguments,
+        add_train_arguments,
+        generate_command,
+        train_command,
+    )
 
-    train = commands.add_parser(
-        "train", help="pretrain a model on a corpus (checkpoints, metrics, --resume)")
-    add_train_arguments(train)
-    train.set_defaults(run=_train)
-
-    generate = commands.add_parser("generate",
-                                   help="sample text from a run's checkpoint, streaming")
-    add_generate_arguments(generate)
-    generate.set_defaults(run=_generate)
-
-    from llmcourse.dpo.command import add_dpo_arguments
-    from llmcourse.finetune.command import add_sft_arguments
-
-    sft = commands.add_parser("sft", help="fine-tune a run's model on conversations (JSON Lines), "
-                                          "fully or with --lora")
-    add_sft_arguments(sft)
-    sft.set_defaults(run=_sft)
-
-    dpo = commands.add_parser("dpo", help="align a fine-tuned run on preference pairs (JSON Lines)")
-    add_dpo_arguments(dpo)
-    dpo.set_defaults(run=_dpo)
-
-    from llmcourse.finetune.chat import add_chat_arguments
-
-    chat = commands.add_parser("chat", help="chat with a fine-tuned run's model, streaming")
-    add_chat_arguments(chat)
-    chat.set_defaults(run=_chat)
-
-    from llmcourse.evaluation.command import add_eval_arguments
-
-    evaluate = commands.add_parser("eval", help="the report card of a model: every measure, with "
-                                                "intervals and floors")
-    add_eval_arguments(evaluate)
-    evaluate.set_defaults(run=_eval)
+    # the model's commands, in the book's order: (name, help, its arguments, what it runs)
+    for name, about, add_arguments, command in (
+        ("train", "pretrain a model on a corpus (checkpoints, metrics, --resume)",
+         add_train_arguments, train_command),
+        ("generate", "sample text from a run's checkpoint, streaming", add_generate_arguments,
+         generate_command),
+        ("sft", "fine-tune a run's model on conversations (JSON Lines), fully or with --lora",
+         add_sft_arguments, sft_command),
+        ("dpo", "align a fine-tuned run on preference pairs (JSON Lines)", add_dpo_arguments,
+         dpo_command),
+        ("chat", "chat with a fine-tuned run's model, streaming", add_chat_arguments,
+         chat_command),
+        ("eval", "the report card of a model: every measure, with intervals and floors",
+         add_eval_arguments, eval_command),
+    ):
+        parser_of_command = commands.add_parser(name, help=about)
+        add_arguments(parser_of_command)
+        parser_of_command.set_defaults(run=command)
 
     grade = commands.add_parser("grade",
                                 help="score learner notebooks (a folder: every notebook in it)")

@@ -5,7 +5,7 @@ runs it). Each check runs the real command lines as a learner would, and prints 
    never stopped (the checkpoint's RNG states and tensors must load onto CUDA).
 2. `torchrun` with one process per GPU (at least 1), ddp and fsdp on NCCL: the losses of one
    process within bf16's tolerance (every collective must build its tensors on the GPU).
-3. One step of `llmcourse sft` and of `llmcourse dpo` on CUDA, where the commands exist.
+3. One step of `llmcourse sft` and of `llmcourse dpo` on CUDA.
 4. The GPT-2 124M throughput benchmark (`benchmarks/gpu_bench.py`), with its MFU.
 
     python scripts/gpu_check.py                  # on a CUDA GPU
@@ -93,15 +93,19 @@ def check_torchrun(train: list[str], work: Path, processes: int, rtol: float) ->
 
 
 def check_stage_commands(work: Path, device: str) -> dict:
-    """One step of `llmcourse sft` and `llmcourse dpo`, where this version has them."""
-    out = {}
-    for stage in ("sft", "dpo"):
-        if run(llmcourse(stage, "--help")).returncode:
-            out[stage] = {"ok": None, "note": f"no `llmcourse {stage}` command in this version"}
-            continue
-        done = run(llmcourse(stage, "--selfcheck", "--device", device, "--out",
-                             str(work / stage)))
-        out[stage] = {"ok": done.returncode == 0, "error": done.stderr[-2000:]}
+    """One step of `llmcourse sft` from the pretraining run, then one of `llmcourse dpo` from it."""
+    rows = [{"instruction": "Say yes.", "input": "", "output": "yes"},
+            {"instruction": "Name the court.", "input": "", "output": "all her court"}] * 8
+    pairs = [{"prompt": "Say yes.", "chosen": "yes", "rejected": "no"}] * 8
+    (work / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (work / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    common = ["--steps", "1", "--batch-size", "8", "--device", device, "--no-png"]
+    sft = run(llmcourse("sft", "--from", str(work / "whole"), "--data", str(work / "chats.jsonl"),
+                        "--out", str(work / "sft"), *common))
+    out = {"sft": {"ok": sft.returncode == 0, "error": sft.stderr[-2000:]}}
+    dpo = run(llmcourse("dpo", "--from", str(work / "sft"), "--pairs", str(work / "pairs.jsonl"),
+                        "--out", str(work / "dpo"), *common))
+    out["dpo"] = {"ok": dpo.returncode == 0, "error": dpo.stderr[-2000:]}
     return out
 
 
@@ -125,7 +129,7 @@ def main() -> int:
     processes = max(1, torch.cuda.device_count()) if gpu else 2
     # the GPU preset's shape on the packaged corpus (the machine may be offline), briefly
     preset = ["--preset", "course-gpu", "--steps", "60"] if gpu else ["--preset", "smoke",
-                                                                     "--steps", "12"]
+                                                                     "--steps", "40"]
     train = ["train", *preset, "--corpus", "tiny", "--vocab-size", "300", "--no-png",
              "--device", args.device, "--batch-size", str(8 * processes)]
     precision = "bf16" if gpu else "fp32"

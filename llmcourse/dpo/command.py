@@ -17,26 +17,23 @@ import copy
 import dataclasses
 from typing import Any
 
-from llmcourse.finetune.command import stage_flags
-from llmcourse.training.run_folder import Stage, add_run_arguments, run_stage
+from llmcourse.finetune.command import add_stage_arguments, stage_flags
+from llmcourse.training.run_folder import Stage, run_stage
 
 DPO_FLAGS = ("--from", "--pairs", "--beta", "--sft-weight", "--lr", "--precision", "--seed",
              "--batch-size", "--grad-accum")
 
 
 def add_dpo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="from_run", metavar="SFT_RUN",
-                        help="the run folder of a fine-tuned model (llmcourse sft's): the policy "
-                             "to train and the frozen reference")
+    add_stage_arguments(parser, "SFT_RUN", "the run folder of a fine-tuned model (llmcourse "
+                                           "sft's): the policy to train and the frozen reference",
+                        "runs/dpo")
     parser.add_argument("--pairs", metavar="FILE",
                         help="preference pairs: a JSON Lines file of prompt, chosen, rejected")
     parser.add_argument("--beta", type=float, help="how far from the reference the policy may "
                                                    "go: smaller is farther (default: 0.1)")
     parser.add_argument("--sft-weight", type=float,
                         help="add this much of the chosen answers' next-token loss (default: 0)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's)")
-    add_run_arguments(parser, "runs/dpo")
 
 
 def build_dpo(flags: dict[str, Any], precision: str) -> Stage:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.dpo.loss import prefers_chosen
-from llmcourse.dpo.training import Measured, Pair, pair_batch
+from llmcourse.dpo.training import Pair, PairObjective, pair_batch
 from llmcourse.finetune.collate import IGNORE
 
 
@@ -33,7 +33,7 @@ def preference_probability(chosen: torch.Tensor, rejected: torch.Tensor) -> torc
     return torch.sigmoid(chosen - rejected)
 
 
-class RewardModel(nn.Module):
+class RewardModel(PairObjective):
     """A copy of a language model's body with a scalar head instead of its LM head."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -44,7 +44,6 @@ class RewardModel(nn.Module):
         self.head = nn.Linear(d, 1)
         nn.init.zeros_(self.head.weight)  # every answer starts at reward 0: P = 1/2
         nn.init.zeros_(self.head.bias)
-        self._measured = Measured()
 
     def score(self, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
               positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,17 +58,9 @@ class RewardModel(nn.Module):
         """The Bradley-Terry loss on (chosen rows, then rejected rows), as the trainer steps it."""
         chosen, rejected = self.score(ids, targets, mask, positions).chunk(2)
         loss = -F.logsigmoid(chosen - rejected).mean()  # -log preference_probability, stably
-        self._measured.add(accuracy=(chosen > rejected).float().mean(),
-                           margin=(chosen - rejected).detach().mean())
+        self.measure(accuracy=prefers_chosen(chosen, rejected).float().mean(),
+                     margin=(chosen - rejected).detach().mean())
         return None, loss
-
-    def loss_count(self, targets: torch.Tensor) -> torch.Tensor:
-        """What the loss is a mean over, for the trainer's weighting of micro-batches: the pairs
-        (each holds a chosen and a rejected row)."""
-        return torch.tensor(len(targets) // 2, device=targets.device)
-
-    def step_metrics(self) -> dict[str, float]:
-        return self._measured.take()
 
 
 @torch.no_grad()

@@ -101,23 +101,31 @@ class PreferenceBatches:
                      torch.cat([reference[:, 0], reference[:, 1]]))  # chosen rows, then rejected
 
 
-class Measured:
-    """Means of what a model's forward passes measured, for the trainer's `step_metrics` seam."""
+class PairObjective(nn.Module):
+    """A module whose forward pass returns a loss over preference pairs (DPO's, the reward
+    model's), with the trainer's two seams: the means of what its forward passes measured
+    (`step_metrics`, reported beside the loss) and what its loss is a mean over (`loss_count`)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._seen: dict[str, list[float]] = defaultdict(list)
 
-    def add(self, **values: torch.Tensor | float) -> None:
+    def measure(self, **values: torch.Tensor | float) -> None:
         for name, value in values.items():
             self._seen[name].append(float(value))
 
-    def take(self) -> dict[str, float]:
-        """The means since the last call (then forgotten)."""
+    def step_metrics(self) -> dict[str, float]:
+        """The means of what the forward passes measured since the last call (then forgotten)."""
         seen, self._seen = self._seen, defaultdict(list)
         return {name: sum(values) / len(values) for name, values in seen.items()}
 
+    def loss_count(self, targets: torch.Tensor) -> torch.Tensor:
+        """The pairs (each holds a chosen and a rejected row): the trainer weighs micro-batches
+        by it."""
+        return torch.tensor(len(targets) // 2, device=targets.device)
 
-class DPOObjective(nn.Module):
+
+class DPOObjective(PairObjective):
     """The policy, with DPO as what its forward pass computes: the trainer steps this module.
 
     average: mean instead of summed answer log-probabilities (the pitfall the chapter measures);
@@ -134,7 +142,6 @@ class DPOObjective(nn.Module):
         for module in policy.modules():
             if isinstance(module, nn.Dropout):
                 module.p = 0.0
-        self._measured = Measured()
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, reference: torch.Tensor | None = None):
@@ -149,20 +156,11 @@ class DPOObjective(nn.Module):
             counts = (targets[: len(chosen)] != IGNORE).sum(-1)
             totals = chosen * counts if self.average else chosen
             loss = loss - self.sft_weight * totals.sum() / counts.sum()
-        self._measured.add(reward_chosen=out.chosen_rewards.mean(),
-                           reward_rejected=out.rejected_rewards.mean(), margin=out.margins.mean(),
-                           accuracy=out.accuracy, logp_chosen=chosen.detach().mean(),
-                           logp_rejected=rejected.detach().mean())
+        self.measure(reward_chosen=out.chosen_rewards.mean(),
+                     reward_rejected=out.rejected_rewards.mean(), margin=out.margins.mean(),
+                     accuracy=out.accuracy, logp_chosen=chosen.detach().mean(),
+                     logp_rejected=rejected.detach().mean())
         return None, loss
-
-    def loss_count(self, targets: torch.Tensor) -> torch.Tensor:
-        """What the loss is a mean over, for the trainer's weighting of micro-batches: the pairs
-        (each holds a chosen and a rejected row)."""
-        return torch.tensor(len(targets) // 2, device=targets.device)
-
-    def step_metrics(self) -> dict[str, float]:
-        """The means of what the forward passes measured since the last call (then forgotten)."""
-        return self._measured.take()
 
 
 @torch.no_grad()

@@ -20,17 +20,23 @@ from llmcourse.training.run_folder import Stage, add_run_arguments, run_stage
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="from_run", metavar="RUN",
-                        help="the run folder of the model to fine-tune (llmcourse train's, or "
-                             "another sft run's)")
+    add_stage_arguments(parser, "RUN", "the run folder of the model to fine-tune (llmcourse "
+                                       "train's, or another sft run's)", "runs/sft")
     parser.add_argument("--data", metavar="FILE",
                         help="conversations: a JSON Lines file of Alpaca or chat records")
     parser.add_argument("--lora", type=int, metavar="R",
                         help="train LoRA adapters of rank R (alpha 2R) and the chat tokens' rows "
                              "instead of every weight")
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser, source: str, source_help: str,
+                        default_out: str) -> None:
+    """What `sft` and `dpo` share: the run to start from, the rate, the budget and the run
+    folder's options."""
+    parser.add_argument("--from", dest="from_run", metavar=source, help=source_help)
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's)")
-    add_run_arguments(parser, "runs/sft")
+    add_run_arguments(parser, default_out)
 
 
 def stage_flags(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

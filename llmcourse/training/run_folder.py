@@ -202,7 +202,7 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
     from llmcourse.training.trainer import resolve_precision
 
     try:
-        info, device = init_distributed(args.strategy, args.device)
+        info, device = init_distributed(args.strategy, args.device, args.deepspeed_config)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
