@@ -31,8 +31,8 @@ def _sentence(g: torch.Generator, n: int) -> str:
     return " ".join(w.capitalize() if j % 7 == 0 else w for j, w in enumerate(words)) + "."
 
 
-register(Exercise(
-    id="2.1", title="Word shingles", function="word_shingles", points=2,
+register(Exercise("2.1", "Word shingles", "word_shingles", points=2,
+    reference=shingles, compare=same_set,
     cases=lambda g: [
         ("a random sentence, k=3", (_sentence(g, 30), 3)),
         ("a random sentence, k=2", (_sentence(g, 12), 2)),
@@ -43,15 +43,13 @@ register(Exercise(
         ("fewer words than k", ("to be", 3)),
         ("no words at all", ("... !!", 3)),
     ],
-    reference=shingles,
-    compare=same_set,
     hint="lowercase, take the words with WORD.findall, and join each run of k consecutive words "
          "with single spaces; with fewer than k words the whole text is one shingle, and no words "
          "give the empty set.",
 ))
 
-register(Exercise(
-    id="2.2", title="Jaccard similarity of two texts", function="jaccard_similarity", points=1,
+register(Exercise("2.2", "Jaccard similarity of two texts", "jaccard_similarity", points=1,
+    reference=lambda a, b, k: jaccard(shingles(a, k), shingles(b, k)), compare=close_number,
     cases=lambda g: [
         ("two random texts", (_sentence(g, 40), _sentence(g, 40), 2)),
         ("a text and a shorter copy", ("a b c d e f g", "a b c d", 2)),
@@ -59,8 +57,6 @@ register(Exercise(
         ("a text and a text without words", ("to be or not to be", "?!", 2)),
         ("two texts without words", ("!!", "??", 3)),
     ],
-    reference=lambda a, b, k: jaccard(shingles(a, k), shingles(b, k)),
-    compare=close_number,
     hint="|A & B| / |A | B| of the two shingle sets; when both are empty the union is empty too, "
          "and the answer is 0.0: a text without words is a near-duplicate of nothing.",
 ))
@@ -79,8 +75,8 @@ def _min_hashes(hashes: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     return torch.from_numpy(signature.astype(np.int64))
 
 
-register(Exercise(
-    id="2.3", title="A MinHash signature", function="minhash", points=3,
+register(Exercise("2.3", "A MinHash signature", "minhash", points=3,
+    reference=_min_hashes, compare=same_tensor,
     cases=lambda g: [
         ("50 shingle hashes, 16 permutations", _minhash_case(g, 50, 16)),
         ("one shingle, 8 permutations", _minhash_case(g, 1, 8)),
@@ -88,15 +84,13 @@ register(Exercise(
         ("the largest values", (torch.tensor([PRIME - 1, 0]), torch.tensor([PRIME - 1]),
                                 torch.tensor([PRIME - 1]), PRIME)),
     ],
-    reference=_min_hashes,
-    compare=same_tensor,
     hint="for permutation i the value of shingle h is (a[i] * h + b[i]) % prime; the signature "
          "holds, for each i, the minimum over all shingles. Broadcasting a[:, None] against "
          "hashes[None, :] does it in one line.",
 ))
 
-register(Exercise(
-    id="2.4", title="Jaccard estimate from signatures", function="signature_similarity", points=1,
+register(Exercise("2.4", "Jaccard estimate from signatures", "signature_similarity", points=1,
+    reference=lambda a, b: estimated_jaccard(np.asarray(a), np.asarray(b)), compare=close_number,
     cases=lambda g: [
         ("random signatures sharing some entries", (torch.randint(0, 5, (128,), generator=g),
                                                    torch.randint(0, 5, (128,), generator=g))),
@@ -104,8 +98,6 @@ register(Exercise(
         ("nothing in common", (torch.zeros(32, dtype=torch.long),
                                torch.ones(32, dtype=torch.long))),
     ],
-    reference=lambda a, b: estimated_jaccard(np.asarray(a), np.asarray(b)),
-    compare=close_number,
     hint="the share of positions where the two signatures are equal.",
 ))
 
@@ -121,16 +113,19 @@ def _rounded(values: object) -> object:
     return [round(x, 9) if isinstance(x, float) else x for x in values]
 
 
-register(Exercise(
-    id="2.5", title="Precision and recall of found pairs", function="pair_precision_recall",
-    points=2,
+def _same_rounded(expected: object, got: object) -> str | None:
+    """same_sequence once the floats on both sides are rounded to 9 decimals."""
+    return same_sequence(_rounded(expected), _rounded(got))
+
+
+register(Exercise("2.5", "Precision and recall of found pairs", "pair_precision_recall", points=2,
+    reference=lambda found, truth: precision_recall(set(map(tuple, found)), set(map(tuple, truth))),
+    compare=_same_rounded,
     cases=lambda g: [
         ("random found and true pairs", (_pairs(g, 20, 8), _pairs(g, 12, 8))),
         ("everything found, nothing extra", ([("a", "b"), ("c", "d")], [("a", "b"), ("c", "d")])),
         ("nothing found", ([], [("a", "b")])),
     ],
-    reference=lambda found, truth: precision_recall(set(map(tuple, found)), set(map(tuple, truth))),
-    compare=lambda expected, got: same_sequence(_rounded(expected), _rounded(got)),
     hint="precision = true pairs found / pairs found (1.0 when nothing is found); recall = true "
          "pairs found / true pairs. Compare them as sets of (a, b) tuples.",
 ))

@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 
 from llmcourse.foundations.loss import bits_per_byte, mean_nll
-from llmcourse.grading.exercise import Exercise, close_number, register, same_tensor, same_tensors
+from llmcourse.grading.exercise import (
+    Exercise,
+    close_to,
+    numbered_tensors_close,
+    register,
+    tensor_close,
+)
 from llmcourse.training.config import TrainConfig
 from llmcourse.training.schedule import lr_at
 
@@ -43,62 +49,51 @@ def _g(g: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
-register(Exercise(
-    id="6.1", title="Cross-entropy by hand", function="cross_entropy", points=2,
+register(Exercise("6.1", "Cross-entropy by hand", "cross_entropy", points=2,
+    reference=_cross_entropy, compare=tensor_close(atol=1e-9, rtol=1e-9),
     cases=lambda g: [("8 positions, 10 tokens",
                       (_g(g, 8, 10), torch.randint(0, 10, (8,), generator=g))),
                      ("large logits (use log-sum-exp)",
                       (_g(g, 4, 6) * 500, torch.randint(0, 6, (4,), generator=g))),
                      ("one position", (_g(g, 1, 3), torch.tensor([2])))],
-    reference=_cross_entropy,
-    compare=lambda expected, got: same_tensor(expected, got, atol=1e-9, rtol=1e-9),
     hint="log-softmax = logits - logsumexp(logits) (subtract the row maximum before exp, or use "
          "torch.logsumexp); pick each row's target entry; the loss is minus their mean.",
 ))
 
-register(Exercise(
-    id="6.2", title="Warmup then cosine", function="warmup_cosine", points=2,
+register(Exercise("6.2", "Warmup then cosine", "warmup_cosine", points=2,
+    reference=_warmup_cosine, compare=close_to(rel=1e-9),
     cases=lambda g: [(f"step {s} of 100, warmup 10", (s, 100, 10, 3e-3, 3e-4))
                      for s in (0, 4, 9, 10, 37, 99, 100)]
     + [("no warmup, step 0", (0, 50, 0, 1e-3, 0.0))],
-    reference=_warmup_cosine,
-    compare=lambda expected, got: close_number(expected, got, rel=1e-9),
     hint="during warmup: lr * (step + 1) / warmup_steps; after it, "
          "progress = (step - warmup) / (max_steps - warmup), capped at 1, and "
          "lr = min_lr + 0.5 * (1 + cos(pi * progress)) * (lr - min_lr).",
 ))
 
-register(Exercise(
-    id="6.3", title="Clipping by the global norm", function="clip_global_norm", points=2,
+register(Exercise("6.3", "Clipping by the global norm", "clip_global_norm", points=2,
+    reference=_clip, compare=numbered_tensors_close("gradient", atol=1e-6),
     cases=lambda g: [("three tensors, norm above the limit",
                       ([_g(g, 3, 4), _g(g, 5), _g(g, 2, 2)], 1.0)),
                      ("norm below the limit: unchanged", ([_g(g, 3) * 0.01, _g(g, 2) * 0.01], 1.0)),
                      ("one tensor", ([_g(g, 10) * 5], 0.5))],
-    reference=_clip,
-    compare=lambda expected, got: same_tensors(
-        expected, got, [f"gradient {i}" for i in range(len(expected))], atol=1e-6),
     hint="the global norm is sqrt(sum of every entry squared, over all tensors); if it exceeds "
          "max_norm, scale every tensor by max_norm / (norm + 1e-6); return the tensors as a tuple.",
 ))
 
-register(Exercise(
-    id="6.4", title="Gradient accumulation", function="accumulated_gradient", points=3,
+register(Exercise("6.4", "Gradient accumulation", "accumulated_gradient", points=3,
+    reference=_full_batch_gradient, compare=tensor_close(atol=1e-10, rtol=1e-8),
     cases=lambda g: [(f"batch of 8 in {n} micro-batches", (_g(g, 5), _g(g, 8, 5), _g(g, 8), n))
                      for n in (1, 2, 4)]
     + [("batch of 6 in 3", (_g(g, 3), _g(g, 6, 3), _g(g, 6), 3))],
-    reference=_full_batch_gradient,
-    compare=lambda expected, got: same_tensor(expected, got, atol=1e-10, rtol=1e-8),
     hint="split x and y into n_micro equal chunks; for each, loss = mean((x_i @ w - y_i)^2) / "
          "n_micro, then backward (gradients add up in w.grad); return w.grad.",
 ))
 
-register(Exercise(
-    id="6.5", title="Bits per byte", function="bits_per_byte", points=1,
+register(Exercise("6.5", "Bits per byte", "bits_per_byte", points=1,
+    reference=bits_per_byte, compare=close_to(rel=1e-9),
     cases=lambda g: [("2 nats per token, 4 bytes per token", (2.0, 4.0)),
                      ("GPT-2-like", (3.3, 4.2)),
                      ("characters as tokens", (1.2, 1.0))],
-    reference=bits_per_byte,
-    compare=lambda expected, got: close_number(expected, got, rel=1e-9),
     hint="nats to bits: divide by ln 2; per token to per byte: divide by the bytes each token "
          "covers.",
 ))

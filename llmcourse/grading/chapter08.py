@@ -11,7 +11,13 @@ from torch import nn
 from llmcourse.finetune.collate import Example, encode_example, pad_batch
 from llmcourse.finetune.lora import LoRALinear
 from llmcourse.finetune.sft import score_answers
-from llmcourse.grading.exercise import Exercise, register, same_sequence, same_tensor, same_tensors
+from llmcourse.grading.exercise import (
+    Exercise,
+    register,
+    same_sequence,
+    tensor_close,
+    tensors_close,
+)
 
 
 def _ids(g: torch.Generator, low: int, high: int) -> list[int]:
@@ -34,14 +40,12 @@ def _pair(expected: tuple[list[int], list[int]], got: Any) -> str | None:
     return None
 
 
-register(Exercise(
-    id="8.1", title="The label mask", function="mask_labels", points=2,
+register(Exercise("8.1", "The label mask", "mask_labels", points=2,
+    reference=_mask, compare=_pair,
     cases=lambda g: [("a 3-token prompt, a 2-token answer", ([5, 6, 7], [8, 9])),
                      ("a one-token prompt", ([1], [2, 3, 4])),
                      ("a one-token answer", ([10, 11, 12, 13], [14])),
                      *[(f"random example {i}", (_ids(g, 1, 12), _ids(g, 1, 6))) for i in range(3)]],
-    reference=_mask,
-    compare=_pair,
     hint="the inputs are prompt + response less the last token; the targets are the next token at "
          "each position, with -100 wherever the next token is still part of the prompt (the first "
          "len(prompt) - 1 positions).",
@@ -63,14 +67,12 @@ def _examples(g: torch.Generator, n: int) -> list[tuple[list[int], list[int]]]:
     return out
 
 
-register(Exercise(
-    id="8.2", title="Collation with padding", function="pad_examples", points=3,
+register(Exercise("8.2", "Collation with padding", "pad_examples", points=3,
+    reference=_pad, compare=tensors_close(("ids", "targets", "mask"), atol=0),
     cases=lambda g: [("two examples, pad 0", ([([1, 2, 3], [-100, 3, 4]), ([5], [6])], 0)),
                      ("four random examples, pad 999", (_examples(g, 4), 999)),
                      ("one example: nothing to pad", (_examples(g, 1), 0)),
                      ("equal lengths", ([([1, 2], [2, 3]), ([4, 5], [-100, 6])], 7))],
-    reference=_pad,
-    compare=lambda expected, got: same_tensors(expected, got, ("ids", "targets", "mask"), atol=0),
     hint="T is the longest example's length; ids start as pad_id and targets as -100, in (B, T) "
          "long tensors; copy each example in from the left; the mask is a (B, T) bool tensor, True "
          "at each example's real positions.",
@@ -101,14 +103,12 @@ def _lora_forward(x, weight, bias, A, B, alpha):
     return _layer(weight, bias, A, B, alpha)(x)
 
 
-register(Exercise(
-    id="8.3", title="A LoRA layer", function="lora_forward", points=3,
+register(Exercise("8.3", "A LoRA layer", "lora_forward", points=3,
+    reference=_lora_forward, compare=tensor_close(atol=1e-9, rtol=1e-9),
     cases=lambda g: [("8 -> 4, rank 2, alpha 4, a batch of 3", _lora_case(g, 8, 4, 2, 4.0, (3,))),
                      ("16 -> 16, rank 4, alpha 8, (2, 5) tokens",
                       _lora_case(g, 16, 16, 4, 8.0, (2, 5))),
                      ("rank 1, alpha 1", _lora_case(g, 6, 3, 1, 1.0, (4,)))],
-    reference=_lora_forward,
-    compare=lambda expected, got: same_tensor(expected, got, atol=1e-9, rtol=1e-9),
     hint="y = x W^T + b + (x A^T B^T) * (alpha / r), where r is A's number of rows; x may have "
          "any number of leading dimensions.",
 ))
@@ -121,14 +121,12 @@ def _merge(weight, A, B, alpha):
     return layer.base.weight.clone()
 
 
-register(Exercise(
-    id="8.4", title="Merging LoRA", function="merge_weight", points=2,
+register(Exercise("8.4", "Merging LoRA", "merge_weight", points=2,
+    reference=_merge, compare=tensor_close(atol=1e-9, rtol=1e-9),
     cases=lambda g: [(label, (w, A, B, alpha)) for label, (_, w, _, A, B, alpha) in (
         ("8 -> 4, rank 2, alpha 4", _lora_case(g, 8, 4, 2, 4.0, (1,))),
         ("32 -> 16, rank 8, alpha 16", _lora_case(g, 32, 16, 8, 16.0, (1,))),
         ("rank 1, alpha 3", _lora_case(g, 5, 7, 1, 3.0, (1,))))],
-    reference=_merge,
-    compare=lambda expected, got: same_tensor(expected, got, atol=1e-9, rtol=1e-9),
     hint="the merged weight is W + (alpha / r) B A, of W's shape (out, in); r is A's number of "
          "rows. Return a new tensor; leave W as it was.",
 ))
@@ -156,14 +154,12 @@ def _answers(g: torch.Generator) -> list[tuple[str, str, str]]:
     return out
 
 
-register(Exercise(
-    id="8.5", title="Exact-match scoring", function="score", points=2,
+register(Exercise("8.5", "Exact-match scoring", "score", points=2,
+    reference=score_answers, compare=_same_scores,
     cases=lambda g: [("spaces around an answer", ([("add", " 12\n", "12"), ("add", "12.", "12")],)),
                      ("two tasks", ([("act", "II", "II"), ("first_word", "King", "king"),
                                      ("act", "IV", "II")],)),
                      ("twelve random answers", (_answers(g),))],
-    reference=score_answers,
-    compare=_same_scores,
     hint="count, per task, the answers and those equal to the expected answer once white space is "
          "stripped from both ends of each (str.strip); nothing else is forgiven, not case nor a "
          "full stop. Return {task: (right, total)}.",

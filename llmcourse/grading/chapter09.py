@@ -9,7 +9,7 @@ import torch
 from llmcourse.dpo.loss import answer_logprobs, dpo_loss
 from llmcourse.dpo.reward import preference_probability
 from llmcourse.finetune.collate import IGNORE
-from llmcourse.grading.exercise import Exercise, close_number, register, same_tensor
+from llmcourse.grading.exercise import Exercise, close_to, register, tensor_close
 
 
 def _logits_case(g: torch.Generator, B: int, T: int, V: int):
@@ -24,13 +24,12 @@ def _logits_case(g: torch.Generator, B: int, T: int, V: int):
     return logits, targets
 
 
-register(Exercise(
-    id="9.1", title="The response log-probability", function="response_logprob", points=2,
+register(Exercise("9.1", "The response log-probability", "response_logprob", points=2,
+    reference=lambda logits, targets: answer_logprobs(logits, targets).double(),
+    compare=tensor_close(atol=1e-4, rtol=1e-5),
     cases=lambda g: [("a batch of 3, 6 positions, 10 tokens", _logits_case(g, 3, 6, 10)),
                      ("one row", _logits_case(g, 1, 8, 5)),
                      ("a batch of 4, 12 positions, 50 tokens", _logits_case(g, 4, 12, 50))],
-    reference=lambda logits, targets: answer_logprobs(logits, targets).double(),
-    compare=lambda expected, got: same_tensor(expected, got, atol=1e-4, rtol=1e-5),
     hint="log_softmax the logits over the vocabulary, pick each position's target (gather), zero "
          "the positions whose target is -100, and sum each row: a (B,) tensor. Summed, not "
          "averaged, as the DPO paper and TRL do.",
@@ -41,14 +40,13 @@ def _logps(g: torch.Generator, B: int) -> tuple[torch.Tensor, ...]:
     return tuple(-torch.rand(B, generator=g, dtype=torch.float64) * 20 for _ in range(4))
 
 
-register(Exercise(
-    id="9.2", title="The DPO loss", function="dpo", points=3,
+register(Exercise("9.2", "The DPO loss", "dpo", points=3,
+    reference=lambda pc, pr, rc, rr, beta: dpo_loss(pc, pr, rc, rr, beta).loss.item(),
+    compare=close_to(rel=1e-6),
     cases=lambda g: [("a batch of 4, beta 0.1", (*_logps(g, 4), 0.1)),
                      ("a batch of 8, beta 0.5", (*_logps(g, 8), 0.5)),
                      ("policy equal to the reference: log 2", (*(2 * _logps(g, 3)[:2]), 0.1)),
                      ("one pair, beta 1", (*_logps(g, 1), 1.0))],
-    reference=lambda pc, pr, rc, rr, beta: dpo_loss(pc, pr, rc, rr, beta).loss.item(),
-    compare=lambda expected, got: close_number(expected, got, rel=1e-6),
     hint="each answer's log-ratio is the policy's log-probability minus the reference's; the loss "
          "of a pair is -log sigmoid(beta * (chosen log-ratio - rejected log-ratio)) "
          "(F.logsigmoid is stable); return the mean over the pairs as a number.",
@@ -59,12 +57,10 @@ def _reward(policy, reference, beta):
     return dpo_loss(policy, policy, reference, reference, beta).chosen_rewards
 
 
-register(Exercise(
-    id="9.3", title="The implicit reward", function="implicit_reward", points=2,
+register(Exercise("9.3", "The implicit reward", "implicit_reward", points=2,
+    reference=_reward, compare=tensor_close(atol=1e-9, rtol=1e-9),
     cases=lambda g: [("5 answers, beta 0.1", (*_logps(g, 5)[:2], 0.1)),
                      ("3 answers, beta 2", (*_logps(g, 3)[:2], 2.0))],
-    reference=_reward,
-    compare=lambda expected, got: same_tensor(expected, got, atol=1e-9, rtol=1e-9),
     hint="beta times (the policy's log-probability minus the reference's), for each answer.",
 ))
 
@@ -79,26 +75,22 @@ def _rewards(g: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return chosen, torch.randint(-3, 4, (n,), generator=g).double()  # ties happen
 
 
-register(Exercise(
-    id="9.4", title="Preference accuracy", function="preference_accuracy", points=2,
+register(Exercise("9.4", "Preference accuracy", "preference_accuracy", points=2,
+    reference=_accuracy, compare=close_to(rel=1e-9),
     cases=lambda g: [("10 pairs, some tied", _rewards(g, 10)),
                      ("a tie is not a win", (torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]))),
                      ("50 pairs", _rewards(g, 50))],
-    reference=_accuracy,
-    compare=lambda expected, got: close_number(expected, got, rel=1e-9),
     hint="the share of pairs whose chosen reward is strictly above the rejected one (a tie does "
          "not count as right, as in TRL), as a number between 0 and 1.",
 ))
 
-register(Exercise(
-    id="9.5", title="The Bradley-Terry probability", function="bt_probability", points=2,
+register(Exercise("9.5", "The Bradley-Terry probability", "bt_probability", points=2,
+    reference=preference_probability, compare=tensor_close(atol=1e-9, rtol=1e-9),
     cases=lambda g: [("6 pairs of rewards", (torch.randn(6, generator=g, dtype=torch.float64) * 3,
                                              torch.randn(6, generator=g, dtype=torch.float64) * 3)),
                      ("equal rewards: one half", (torch.ones(3, dtype=torch.float64),
                                                   torch.ones(3, dtype=torch.float64))),
                      ("far apart", (torch.tensor([30.0, -30.0], dtype=torch.float64),
                                     torch.tensor([0.0, 0.0], dtype=torch.float64)))],
-    reference=preference_probability,
-    compare=lambda expected, got: same_tensor(expected, got, atol=1e-9, rtol=1e-9),
     hint="sigmoid(chosen reward - rejected reward), for each pair: only the difference matters.",
 ))

@@ -8,6 +8,7 @@ themselves by id ("1.2") when their chapter's module is imported.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable, Sequence
@@ -24,10 +25,16 @@ CHAPTER_MODULES = {1: "llmcourse.grading.chapter01", 2: "llmcourse.grading.chapt
                    9: "llmcourse.grading.chapter09", 10: "llmcourse.grading.chapter10"}
 
 Case = tuple[str, tuple[Any, ...]]  # (label shown when it fails, positional arguments)
+# (expected, got) -> None if right, else what is wrong
+Compare = Callable[[Any, Any], str | None]
 
 
 @dataclass(frozen=True)
 class Exercise:
+    """One exercise. A chapter declares each as `register(Exercise(id, title, function,
+    points=..., reference=..., compare=..., cases=..., hint=...))`: the answer and how a result
+    is compared with it, the cases it is tried on, and the hint shown when a case fails."""
+
     id: str
     title: str
     function: str  # the name the learner's notebook defines
@@ -35,8 +42,7 @@ class Exercise:
     # inputs: plain tensors, numbers, strings, lists and dicts only
     cases: Callable[[torch.Generator], list[Case]]
     reference: Callable[..., Any]  # the package's answer for one case
-    # (expected, got) -> None if right, else what is wrong
-    compare: Callable[[Any, Any], str | None]
+    compare: Compare
     hint: str
 
     @property
@@ -174,6 +180,37 @@ def same_tensors(expected: Sequence[torch.Tensor], got: Any, names: Sequence[str
         if problem:
             return f"{name}: {problem}"
     return None
+
+
+# --- comparisons with their tolerances fixed, for an exercise's `compare` ---
+
+def close_to(rel: float) -> Compare:
+    """close_number with the relative tolerance `rel`."""
+    return functools.partial(close_number, rel=rel)
+
+
+def tensor_close(atol: float, rtol: float) -> Compare:
+    """same_tensor with the tolerances `atol` and `rtol`."""
+    return functools.partial(same_tensor, atol=atol, rtol=rtol)
+
+
+def tensors_close(names: Sequence[str], atol: float = 1e-5) -> Compare:
+    """same_tensors for a fixed tuple of tensors called `names`."""
+    return functools.partial(same_tensors, names=names, atol=atol)
+
+
+def numbered_tensors_close(prefix: str, atol: float) -> Compare:
+    """same_tensors for a list of any length, its tensors called "prefix 0", "prefix 1", ...
+
+    >>> compare = numbered_tensors_close("rank", atol=0.0)
+    >>> compare([torch.zeros(2)] * 2, [torch.zeros(2), torch.ones(2)])
+    'rank 1: at index (0,) expected 0, got 1'
+    """
+    def compare(expected: Sequence[torch.Tensor], got: Any) -> str | None:
+        names = [f"{prefix} {i}" for i in range(len(expected))]
+        return same_tensors(expected, got, names, atol=atol)
+
+    return compare
 
 
 def describe_case(label: str, args: Sequence[Any]) -> str:
