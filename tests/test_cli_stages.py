@@ -115,3 +115,39 @@ def test_dpo_trains_from_an_sft_run_and_refuses_bad_records(base):
     from_base = cli("dpo", "--from", str(base / "base"), "--pairs", pairs, "--out",
                     str(base / "plain"))
     assert from_base.returncode == 2 and "without the chat tokens" in from_base.stderr
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           "-m", "llmcourse", *args]
+    return subprocess.run(run, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+
+
+def test_stages_run_under_torchrun_sharded(base):
+    """dpo with fsdp (the objective wraps the model, whose blocks are sharded), and sft with LoRA
+    under DeepSpeed ZeRO-3 (frozen base weights have no fp32 master to export)."""
+    chats = jsonl(base / "chats.jsonl", ROWS)
+    sft = base / "sft-for-dpo"
+    assert cli("sft", "--from", str(base / "base"), "--data", chats, "--out", str(sft),
+               "--steps", "2", "--batch-size", "4", "--no-png").returncode == 0
+    pairs = jsonl(base / "pairs.jsonl", PAIRS)
+    done = torchrun("dpo", "--from", str(sft), "--pairs", pairs, "--out", str(base / "dpo-fsdp"),
+                    "--steps", "2", "--batch-size", "4", "--precision", "fp32", "--no-png",
+                    "--strategy", "fsdp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert cli("chat", str(base / "dpo-fsdp"), "--max-new-tokens", "2",
+               stdin="Say yes.\n").returncode == 0
+    pytest.importorskip("deepspeed")
+    done = torchrun("sft", "--from", str(base / "base"), "--data", chats, "--lora", "4",
+                    "--out", str(base / "sft-ds"), "--steps", "2", "--batch-size", "4",
+                    "--precision", "fp32", "--no-png", "--strategy", "deepspeed",
+                    "--deepspeed-config", "zero3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert cli("chat", str(base / "sft-ds"), "--max-new-tokens", "2",
+               stdin="Say yes.\n").returncode == 0
+
+
+def test_a_run_resumes_only_with_its_own_command(base):
+    refused = cli("sft", "--out", str(base / "base"), "--resume")
+    assert refused.returncode != 0
+    assert "is a run of `llmcourse train`" in refused.stderr

@@ -102,9 +102,12 @@ def test_the_policy_starts_where_the_reference_is_in_any_precision():
     dropout in either, and the trainer's precision in both. So the first DPO loss is log 2 for
     a model with dropout, trained in bf16."""
     sft, tokenizer = setup()
-    for module in sft.modules():
+    for module in sft.modules():  # dropout of 0.3 everywhere, as a config's dropout=0.3 sets it
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.3
+        elif isinstance(getattr(module, "dropout", None), float):  # attention's, a rate
+            module.dropout = 0.3
+    assert sum(isinstance(getattr(m, "dropout", None), float) for m in sft.modules()) > 0
     pairs = encode_pairs(preferences(RECORDS), tokenizer, 32)
     data = PreferenceBatches(pairs, pad_id=0,
                              reference=reference_logprobs(sft, pairs, pad_id=0, precision="bf16"))

@@ -17,6 +17,8 @@ import copy
 import dataclasses
 from typing import Any
 
+import torch
+
 from llmcourse.finetune.command import add_stage_arguments, stage_flags
 from llmcourse.training.run_folder import Stage, run_stage
 
@@ -36,7 +38,7 @@ def add_dpo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add this much of the chosen answers' next-token loss (default: 0)")
 
 
-def build_dpo(flags: dict[str, Any], precision: str) -> Stage:
+def build_dpo(flags: dict[str, Any], precision: str, device: torch.device) -> Stage:
     from llmcourse.dpo.preferences import load_preferences
     from llmcourse.dpo.recipe import BETA, dpo_config
     from llmcourse.dpo.training import (
@@ -49,6 +51,7 @@ def build_dpo(flags: dict[str, Any], precision: str) -> Stage:
     from llmcourse.training.run_folder import load_run
 
     reference, tokenizer = load_run(flags["--from"])
+    reference = reference.to(device)  # computed where the policy trains, as it will compute
     if not all(t in tokenizer.special_tokens for t in CHAT_TOKENS):
         raise ValueError(f"{flags['--from']} holds a model without the chat tokens: DPO starts "
                          "from a fine-tuned run (llmcourse sft)")

@@ -142,6 +142,8 @@ class DPOObjective(PairObjective):
         for module in policy.modules():
             if isinstance(module, nn.Dropout):
                 module.p = 0.0
+            elif isinstance(getattr(module, "dropout", None), float):  # attention's, a rate
+                module.dropout = 0.0
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, reference: torch.Tensor | None = None):

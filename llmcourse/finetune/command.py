@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import torch
+
 from llmcourse.training.run_folder import Stage, add_run_arguments, run_stage
 
 
@@ -50,7 +52,7 @@ SFT_FLAGS = ("--from", "--data", "--lora", "--lr", "--precision", "--seed", "--b
              "--grad-accum")
 
 
-def build_sft(flags: dict[str, Any], precision: str) -> Stage:
+def build_sft(flags: dict[str, Any], precision: str, device: torch.device) -> Stage:
     from llmcourse.finetune.lora import apply_lora
     from llmcourse.finetune.recipe import chat_model, sft_config
     from llmcourse.finetune.records import load_records
@@ -61,8 +63,9 @@ def build_sft(flags: dict[str, Any], precision: str) -> Stage:
     model, tokenizer = load_run(flags["--from"])
     if not all(t in tokenizer.special_tokens for t in CHAT_TOKENS):
         tokenizer, model = chat_model(tokenizer, model)
+    # a conversation longer than the context keeps its answer and loses its oldest prompt tokens
     examples = encode_conversations(load_records(flags["--data"]), tokenizer,
-                                    model.cfg.context_length)
+                                    model.cfg.context_length, too_long="truncate_prompt")
     settings = {"lr": flags["--lr"], "seed": flags["--seed"], "batch_size": flags["--batch-size"],
                 "grad_accum": flags["--grad-accum"], "precision": precision}
     rank = flags["--lora"]

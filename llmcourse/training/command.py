@@ -175,7 +175,7 @@ RUN_FLAGS = (("--preset", "preset", None), ("--model", "model_preset", None),
 
 def _saved_run(out: Path, args: argparse.Namespace, overrides: dict) -> dict:
     """run.json of the run to continue, once every flag given agrees with it."""
-    run = read_run(out)
+    run = read_run(out, "train")
     given = {**vars(args), **overrides}
     saved = {flag: run.get(key) if key else run["train_config"][train_key]
              for flag, key, train_key in RUN_FLAGS}

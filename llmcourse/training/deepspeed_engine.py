@@ -177,15 +177,22 @@ def full_weights(engine: Any, info: Distributed) -> dict[str, torch.Tensor]:
     they are read from the optimizer with DeepSpeed's `safe_get_full_fp32_param` (which gathers
     the shards of every ZeRO stage), never cast up from the module."""
     deepspeed = import_deepspeed(engine.device)
-    master = {id(p): deepspeed.utils.safe_get_full_fp32_param(p)
-              for p in engine.module.parameters()}
-    if not info.is_main:
-        return {}
-    # keep_vars: the Parameter objects, so that tied weights (one parameter, two names) and
-    # buffers are told apart
-    held = engine.module.state_dict(keep_vars=True)
-    return {name: (master[id(v)] if id(v) in master else v).detach().float().cpu().clone()
-            for name, v in held.items()}
+    master = {}
+    for p in engine.module.parameters():
+        full = deepspeed.utils.safe_get_full_fp32_param(p)  # None where the optimizer has none
+        if full is not None and info.is_main:
+            master[id(p)] = full.detach().float().cpu()
+    # frozen parameters (LoRA's base weights) have no master: the module's own, gathered from
+    # their shards under stage 3
+    frozen = [p for p in engine.module.parameters() if not p.requires_grad]
+    with deepspeed.zero.GatheredParameters(frozen, modifier_rank=None):
+        if not info.is_main:
+            return {}
+        # keep_vars: the Parameter objects, so that tied weights (one parameter, two names) and
+        # buffers are told apart
+        held = engine.module.state_dict(keep_vars=True)
+        return {name: master[id(v)] if id(v) in master else v.detach().float().cpu().clone()
+                for name, v in held.items()}
 
 
 def save_shards(engine: Any, run_dir: Path, step: int) -> dict[str, Any]:

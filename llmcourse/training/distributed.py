@@ -122,8 +122,11 @@ def wrap(model: torch.nn.Module, info: Distributed, device: torch.device) -> tor
         return DistributedDataParallel(model, device_ids=device_ids)
     from torch.distributed.fsdp import fully_shard
 
-    # one all-gather per block: only one block's full weights exist at a time
-    for block in model.blocks:
+    from llmcourse.model.gpt import Block
+
+    # one all-gather per block: only one block's full weights exist at a time (found among the
+    # modules, so that an objective wrapping the model, DPO's, shards alike)
+    for block in [m for m in model.modules() if isinstance(m, Block)]:
         fully_shard(block)
     fully_shard(model)
     return model

@@ -74,12 +74,17 @@ def refuse_overwrite(out: Path) -> None:
                          "or pick another --out")
 
 
-def read_run(out: Path) -> dict[str, Any]:
-    """run.json of a run to continue."""
+def read_run(out: Path, command: str) -> dict[str, Any]:
+    """run.json of a run of `command` (train, sft, dpo) to continue."""
     if not (out / "run.json").exists() or not (out / CHECKPOINT).exists():
         raise SystemExit(f"error: --resume: {out} holds no run (run.json and {CHECKPOINT}) to "
                          "continue")
-    return json.loads((out / "run.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    made_by = run.get("command", "train")  # the first runs of train did not write it
+    if made_by != command:
+        raise SystemExit(f"error: --resume: {out} is a run of `llmcourse {made_by}`; continue it "
+                         f"with `llmcourse {made_by} --out {out} --resume`")
+    return run
 
 
 def refuse_changes(saved: dict[str, Any], given: dict[str, Any]) -> None:
@@ -191,11 +196,11 @@ def load_run(folder: str | Path) -> tuple[GPT, Tokenizer]:
 
 
 def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
-              build: Callable[[dict[str, Any], str], Stage]) -> int:
+              build: Callable[[dict[str, Any], str, torch.device], Stage]) -> int:
     """A fine-tuning command (`llmcourse sft`, `llmcourse dpo`) in its run folder: a new run, or
     --resume with the flags it was started with (one given with another value is refused); Ctrl-C,
     torchrun, the curves and the progress bar as for `llmcourse train`. `flags` are what defines
-    the run ({"--lora": 8, ...}); `build(flags, precision)` makes what to train."""
+    the run ({"--lora": 8, ...}); `build(flags, precision, device)` makes what to train."""
     from llmcourse.finetune.records import RecordError
     from llmcourse.model.hf_checkpoint import CheckpointError
     from llmcourse.training.distributed import init_distributed, shutdown
@@ -211,7 +216,7 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
     out = Path(args.out)
     try:
         if args.resume:
-            run = read_run(out)
+            run = read_run(out, command)
             refuse_changes(run["flags"], flags)
             flags = run["flags"]
         else:
@@ -220,7 +225,7 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
         # every run with this seed
         seed = flags.get("--seed")
         torch.manual_seed(TrainConfig().seed if seed is None else seed)
-        stage = build(flags, resolve_precision(flags["--precision"] or "auto", device))
+        stage = build(flags, resolve_precision(flags["--precision"] or "auto", device), device)
         cfg = stage.config
         if args.resume:
             cfg = cfg.replace(**run["train_config"])

@@ -82,6 +82,8 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     """The context that computes in `precision` (resolved: fp32, bf16 or fp16) on `device`: what
     the trainer runs its forward passes in, and whatever must compute as they do (DPO's
     reference)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"autocast needs a resolved precision ({PRECISIONS}), got {precision!r}")
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -176,6 +178,9 @@ class Trainer:
                                   "(--resume) to continue it, or choose another folder")
         if resume:
             self._resume()
+        elif self.is_main and self.out_dir is not None:
+            # a new run: the metrics of one that crashed before its first checkpoint go
+            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
 
     # --- checkpoints ------------------------------------------------------------------------
 
@@ -220,9 +225,11 @@ class Trainer:
         state = load_checkpoint(self.checkpoint_path)
         # a larger budget may continue a run (its schedule then stretches); nothing else may change
         saved_config = {**state["train_config"], "max_steps": self.cfg.max_steps}
-        if self.cfg.max_steps < state["step"]:
-            raise CheckpointError(f"{self.checkpoint_path} is at step {state['step']}, past "
-                                  f"max_steps={self.cfg.max_steps}")
+        if self.cfg.max_steps < state["train_config"]["max_steps"]:
+            raise CheckpointError(f"{self.checkpoint_path} was a run of "
+                                  f"{state['train_config']['max_steps']} steps: a resume may "
+                                  f"grow its budget, not cut it to {self.cfg.max_steps} (stop "
+                                  "early with fit(stop_after=...) instead)")
         changed = config_differences(saved_config, self.cfg.as_dict())
         saved_model = state["model_config"] or {}
         current_model = _plain(getattr(self.model, "cfg", None)) or {}
