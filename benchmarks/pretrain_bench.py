@@ -89,7 +89,7 @@ def learn_ours(minutes: float) -> dict:
     val_ids = encode_documents(tokenizer, val_texts)
     loss = heldout_loss(model, val_ids, model.cfg.context_length)
     bytes_per_token = sum(len(t.encode()) for t in val_texts) / len(val_ids)
-    from llmcourse.training.trainer import resolve_precision
+    from llmcourse.training.precision import resolve_precision
 
     train = [m for m in metrics if m["kind"] == "train"]
     return {"bpb": bits_per_byte(loss, bytes_per_token), "val_loss": loss, "steps": len(train),

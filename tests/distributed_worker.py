@@ -154,12 +154,13 @@ try:
         for stage in (1, 2, 3):
             run = trainer(0, distributed=replace(info, deepspeed_config=f"zero{stage}"))
             run.train_step()
-            net = run.engine.module
+            engine = run.strategy.engine
+            net = engine.module
             # stage 3 leaves each parameter's shard in ds_tensor and an empty placeholder in the
             # module
             weights = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel()
                           for p in net.parameters())
-            moments = sum(t.numel() for state in run.engine.optimizer.optimizer.state.values()
+            moments = sum(t.numel() for state in engine.optimizer.optimizer.state.values()
                           for k, t in state.items() if k in ("exp_avg", "exp_avg_sq"))
             every = [None] * info.world_size
             mine = {"weights": 4 * weights, "optimizer": 4 * moments}

@@ -113,7 +113,7 @@ def machine() -> dict[str, object]:
     """What decides a chapter's speed: the CPU, its vector and bf16 features, the cores, the precision."""
     import torch
 
-    from llmcourse.training.trainer import PRECISION_SETTING, resolve_precision
+    from llmcourse.training.precision import PRECISION_SETTING, resolve_precision
 
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()

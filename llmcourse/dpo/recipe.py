@@ -114,7 +114,7 @@ def dpo_model(cache: Path | str | None = None, progress: bool = False) -> DPOMod
     from llmcourse.finetune.recipe import sft_model, sft_tasks
     from llmcourse.training import Trainer
     from llmcourse.training.course_model import FORMAT, CourseModelError, read_entry, write_entry
-    from llmcourse.training.trainer import announce
+    from llmcourse.training.timing import announce
 
     sft = sft_model(cache=cache, progress=progress)
     key, entry = _entry(sft.path, cache)

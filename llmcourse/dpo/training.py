@@ -26,7 +26,7 @@ from llmcourse.finetune.collate import IGNORE, Batch, Example, TooLong, encode_e
 from llmcourse.finetune.records import Conversation, Message
 from llmcourse.finetune.template import render
 from llmcourse.tokenizer import Tokenizer
-from llmcourse.training.trainer import autocast
+from llmcourse.training.precision import autocast
 
 Pair = tuple[Example, Example]  # (chosen, rejected), each with its loss on the answer only
 

@@ -131,7 +131,7 @@ def sft_model(cache: Path | str | None = None, progress: bool = False) -> SFTMod
         read_entry,
         write_entry,
     )
-    from llmcourse.training.trainer import announce
+    from llmcourse.training.timing import announce
 
     course = course_model(cache=cache, progress=progress)
     key, entry = _entry(course, cache)

@@ -11,6 +11,7 @@ from elsewhere cannot run code.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -66,3 +67,27 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     keys = sorted(saved.keys() | current.keys())
     return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}"
             for k in keys if saved.get(k) != current.get(k)]
+
+
+def plain_config(cfg: Any) -> dict[str, Any] | None:
+    """A config dataclass as a dict of plain values (what weights_only checkpoints may hold)."""
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
+
+
+def refuse_other_run(path: Path, state: dict[str, Any], train_config: dict[str, Any],
+                     model_config: dict[str, Any] | None) -> None:
+    """Refuse to resume the checkpoint at `path` (its `state`) with another training or model
+    config. A larger budget (max_steps) may continue a run: its schedule then stretches."""
+    saved_steps = state["train_config"]["max_steps"]
+    if train_config["max_steps"] < saved_steps:
+        raise CheckpointError(f"{path} was a run of {saved_steps} steps: a resume may grow its "
+                              f"budget, not cut it to {train_config['max_steps']} (stop early "
+                              "with fit(stop_after=...) instead)")
+    saved = {**state["train_config"], "max_steps": train_config["max_steps"]}
+    changed = config_differences(saved, train_config)
+    model_changes = config_differences(state["model_config"] or {}, model_config or {})
+    changed += [f"model.{d}" for d in model_changes]
+    if changed:
+        fields = "\n  ".join(changed)
+        raise CheckpointError(f"{path} was written with another config; to resume, use the saved "
+                              f"one. Fields that differ (saved -> now):\n  {fields}")

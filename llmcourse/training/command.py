@@ -30,6 +30,7 @@ from llmcourse.training.distributed import (
     same_on_all_ranks,
     shutdown,
 )
+from llmcourse.training.precision import resolve_precision
 from llmcourse.training.run_folder import (
     add_run_arguments,
     fit_run,
@@ -41,7 +42,8 @@ from llmcourse.training.run_folder import (
     where_it_runs,
     write_run,
 )
-from llmcourse.training.trainer import CHECKPOINT, Trainer, resolve_precision, seconds_per_step
+from llmcourse.training.timing import seconds_per_step
+from llmcourse.training.trainer import CHECKPOINT, Trainer
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

@@ -55,7 +55,8 @@ from llmcourse.tokenizer import (
 )
 from llmcourse.training.config import TrainConfig, get_train_preset
 from llmcourse.training.data import prepare_data
-from llmcourse.training.trainer import Trainer, announce
+from llmcourse.training.timing import announce
+from llmcourse.training.trainer import Trainer
 
 FORMAT = 1  # the layout of a cache entry; part of the key
 

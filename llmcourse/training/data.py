@@ -12,12 +12,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
+from llmcourse.data.batches import random_batch
 from llmcourse.data.cleaning import clean_split
 from llmcourse.data.corpus import load_corpus
 from llmcourse.tokenizer import END_OF_TEXT, Tokenizer, load_tokenizer, save_tokenizer
+
+# a batch on the device: ids, targets and the model's other arguments
+Batch = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -113,3 +119,19 @@ if __name__ == "__main__":
     import sys
 
     print(ship_tokenizer(sys.argv[1], int(sys.argv[2])))
+
+
+def sample_batch(data: Any, batch_size: int, context_length: int, generator: torch.Generator,
+                 rows: slice | None, device: torch.device) -> Batch:
+    """(ids, targets, the model's other arguments) on `device`: windows at random offsets of a
+    token array (pretraining), or examples from a source with a `sample` method (fine-tuning:
+    padded or packed, with their attention mask and positions; DPO: pairs with their reference
+    log-probabilities). rows: this process's rows of the batch (all where None)."""
+    if not hasattr(data, "sample"):
+        x, y = random_batch(data, batch_size, context_length, generator, rows)
+        return x.to(device), y.to(device), {}
+    batch = data.sample(batch_size, generator, rows)
+    extra = {"mask": batch.mask.to(device), "positions": batch.positions.to(device)}
+    if getattr(batch, "reference", None) is not None:  # preference pairs (DPO)
+        extra["reference"] = batch.reference.to(device)
+    return batch.ids.to(device), batch.targets.to(device), extra

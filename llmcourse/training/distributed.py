@@ -3,23 +3,14 @@ starts.
 
     torchrun --nproc-per-node 2 -m llmcourse train --strategy ddp    # or zero1, fsdp, deepspeed
 
-gloo carries the collectives on CPUs, NCCL on GPUs.
+gloo carries the collectives on CPUs, NCCL on GPUs. This module joins the process group and
+holds the collectives the trainer needs; each way of spreading the work (ddp, zero1, fsdp,
+deepspeed) is a module of `llmcourse.training.strategies`.
 
 - **The data.** Every process seeds the data sampler alike, so each draws the same window offsets
   for the global micro-batch and reads only its own rows (`random_batch(..., rows=...)`):
   together they see exactly the batch a single process would, and the sampler's state stays one
   number to checkpoint.
-- **ddp**: `DistributedDataParallel` keeps a whole copy of the model in every process and
-  averages the gradients with an all-reduce during the backward pass. Under accumulation,
-  `no_sync` skips that for all but the last micro-batch.
-- **zero1**: DDP's gradients, with the optimizer state sharded: each process updates and
-  broadcasts only its share of the parameters (`llmcourse.training.zero`, ZeRO stage 1 written
-  out).
-- **fsdp**: FSDP2's `fully_shard`, on each block and then on the whole model, shards the
-  parameters, gradients and AdamW's moments; each block's full weights are gathered just before
-  its forward and backward.
-- **deepspeed**: DeepSpeed's ZeRO stage 1, 2 or 3 from a config file
-  (`llmcourse.training.deepspeed_engine`, an optional extra).
 - **Rank 0 alone prints and writes.** Checkpoints hold the full (gathered) state in the
   single-process format, so a run resumes on any number of processes.
 - **Failures end the run.** When a process raises, torchrun stops the others; a collective whose
@@ -29,14 +20,12 @@ gloo carries the collectives on CPUs, NCCL on GPUs.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gc
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -110,46 +99,6 @@ def init_distributed(
     return info, chosen
 
 
-def wrap(model: torch.nn.Module, info: Distributed, device: torch.device) -> torch.nn.Module:
-    """What the trainer calls forward on: the DDP wrapper, or the model itself sharded in place by
-    fully_shard (DeepSpeed's engine wraps the model in the trainer, with the optimizer)."""
-    if info.strategy == "deepspeed":
-        return model
-    if info.strategy in ("ddp", "zero1"):
-        from torch.nn.parallel import DistributedDataParallel
-
-        device_ids = [device] if device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
-    from torch.distributed.fsdp import fully_shard
-
-    from llmcourse.model.gpt import Block
-
-    # one all-gather per block: only one block's full weights exist at a time (found among the
-    # modules, so that an objective wrapping the model, DPO's, shards alike)
-    for block in [m for m in model.modules() if isinstance(m, Block)]:
-        fully_shard(block)
-    fully_shard(model)
-    return model
-
-
-@contextlib.contextmanager
-def gradient_sync(wrapped: torch.nn.Module, info: Distributed | None,
-                  enabled: bool) -> Iterator[None]:
-    """Average gradients over processes in this backward pass only if `enabled` (the last
-    micro-batch)."""
-    if info is None or enabled:
-        yield
-    elif info.strategy in ("ddp", "zero1"):
-        with wrapped.no_sync():
-            yield
-    else:
-        wrapped.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            wrapped.set_requires_gradient_sync(True)
-
-
 def collective_device(backend: str, local_rank: int) -> torch.device:
     """Where a collective's tensors must live: NCCL reduces only CUDA tensors (this process's GPU),
     gloo only CPU ones.
@@ -173,13 +122,6 @@ def sum_over_ranks(value: torch.Tensor, info: Distributed | None) -> torch.Tenso
     total = _on_group_device(value, info)
     dist.all_reduce(total)
     return total.to(value.device)
-
-
-def mean_over_ranks(value: torch.Tensor, info: Distributed | None) -> torch.Tensor:
-    """The mean of `value` over all processes (every process gets it)."""
-    if info is None:
-        return value
-    return sum_over_ranks(value, info) / info.world_size
 
 
 def gather_values(value: torch.Tensor, info: Distributed) -> list[float]:
@@ -208,69 +150,12 @@ def same_on_all_ranks(value: int, info: Distributed | None) -> int:
     return box[0]
 
 
-def full_norm(total: torch.Tensor) -> float:
-    """The gradient norm that clip_grad_norm_ returned, as a number (a DTensor under fsdp)."""
-    return float(total.full_tensor() if hasattr(total, "full_tensor") else total)
-
-
 def parameter_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
     """The name of each parameter in the optimizer's order: what the single-process state dict's
     indices mean. Call it when the optimizer is made: under fsdp the module holds other tensors
     between forward and backward."""
     name_of = {id(p): name for name, p in model.named_parameters()}
     return [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
-
-
-def _by_index(state: dict, names: list[str]) -> dict:
-    index = {name: i for i, name in enumerate(names)}
-    return {"state": {index[name]: value for name, value in state["state"].items()},
-            "param_groups": [{**g, "params": [index[n] for n in g["params"]]}
-                             for g in state["param_groups"]]}
-
-
-def _by_name(state: dict, names: list[str]) -> dict:
-    return {"state": {names[i]: value for i, value in state["state"].items()},
-            "param_groups": [{**g, "params": [names[i] for i in g["params"]]}
-                             for g in state["param_groups"]]}
-
-
-def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: Distributed | None,
-               names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model, optimizer) state dicts in the single-process format. Under fsdp and zero1 every
-    process takes part in gathering them and only rank 0 receives them (the others get empty
-    dicts). names: parameter_names()."""
-    if info is None or info.strategy == "ddp":
-        return model.state_dict(), optimizer.state_dict()
-    if info.strategy == "zero1":
-        moments = optimizer.consolidated_state_dict()
-        return (model.state_dict(), moments) if info.is_main else ({}, {})
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    weights, moments = get_state_dict(model, optimizer, options=options)
-    if not info.is_main:
-        return {}, {}
-    return weights, _by_index(moments, names)
-
-
-def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    weights: dict[str, Any], moments: dict[str, Any], info: Distributed | None,
-                    names: list[str]) -> None:
-    """Load single-process state dicts (every process reads the same file); under fsdp each keeps
-    its shard."""
-    if info is None or info.strategy == "ddp":
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(moments)
-        return
-    if info.strategy == "zero1":
-        model.load_state_dict(weights)
-        optimizer.load_consolidated_state_dict(moments)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-
-    set_state_dict(model, optimizer, model_state_dict=weights,
-                   optim_state_dict=_by_name(moments, names),
-                   options=StateDictOptions(full_state_dict=True))
 
 
 def barrier(info: Distributed | None) -> None:

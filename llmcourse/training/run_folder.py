@@ -204,7 +204,7 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
     from llmcourse.finetune.records import RecordError
     from llmcourse.model.hf_checkpoint import CheckpointError
     from llmcourse.training.distributed import init_distributed, shutdown
-    from llmcourse.training.trainer import resolve_precision
+    from llmcourse.training.precision import resolve_precision
 
     try:
         info, device = init_distributed(args.strategy, args.device, args.deepspeed_config)
