@@ -151,3 +151,26 @@ def test_a_run_resumes_only_with_its_own_command(base):
     refused = cli("sft", "--out", str(base / "base"), "--resume")
     assert refused.returncode != 0
     assert "is a run of `llmcourse train`" in refused.stderr
+
+
+def test_a_resume_refuses_changed_inputs_and_reads_paths_from_anywhere(base):
+    """The data file named by a relative path, then by its absolute one: the same run. The file
+    changed: refused, naming it. `--precision auto` is the default, not a change."""
+    data = base / "inputs.jsonl"
+    jsonl(data, ROWS)
+    out = str(base / "inputs")
+    started = cli("sft", "--from", str(base / "base"), "--data", os.path.relpath(data, ROOT),
+                  "--out", out, "--steps", "1", "--batch-size", "2", "--no-png")
+    assert started.returncode == 0, started.stderr
+    again = cli("sft", "--out", out, "--resume", "--data", str(data), "--precision", "auto",
+                "--steps", "2", "--no-png")
+    assert again.returncode == 0, again.stderr
+    jsonl(data, ROWS[::-1])
+    refused = cli("sft", "--out", out, "--resume", "--steps", "3", "--no-png")
+    assert refused.returncode == 2
+    assert f"{data} (--data) has changed" in refused.stderr
+    missing = cli("sft", "--from", str(base / "base"), "--data", str(base / "none.jsonl"),
+                  "--out", str(base / "missing"), "--no-png")
+    assert missing.returncode == 2 and "none.jsonl" in missing.stderr
+    assert "Traceback" not in missing.stderr
+

@@ -25,6 +25,32 @@ from llmcourse.model.hf_checkpoint import save_hf_checkpoint  # noqa: E402
 from llmcourse.training.course_model import course_model  # noqa: E402
 
 TASKS = ["course_order", "course_cloze", "course_text", "course_questions"]
+LONG_TASKS = ["long_generation", "long_choice"]
+
+
+def write_long_tasks(suite, folder):
+    """Two tasks whose contexts are longer than the course model's 64-token window: greedy
+    generation after a held-out piece of text, and a cloze choice after one."""
+    import json
+
+    from llmcourse.evaluation.harness import _task_yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces = suite.texts[:6]
+    generation = [{"context": piece} for piece in pieces]
+    choice = [{"context": piece + " " + item.context, "choices": list(item.choices),
+               "gold": item.gold} for piece, item in zip(pieces, suite.cloze, strict=False)]
+    for name, records in (("long_generation", generation), ("long_choice", choice)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "long_generation.yaml").write_text(_task_yaml(
+        "long_generation", folder / "long_generation.jsonl", "generate_until",
+        'doc_to_text: "{{context}}"', 'doc_to_target: ""', "generation_kwargs:",
+        '  until: ["\\n\\n"]', "  do_sample: false", "  max_gen_toks: 20", "metric_list:",
+        "  - metric: exact_match"))
+    (folder / "long_choice.yaml").write_text(_task_yaml(
+        "long_choice", folder / "long_choice.jsonl", "multiple_choice",
+        'doc_to_text: "{{context}}"', 'doc_to_choice: "{{choices}}"', 'doc_to_target: "{{gold}}"',
+        "metric_list:", "  - metric: acc"))
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +61,16 @@ def setting(tmp_path_factory):
     suite.texts, suite.questions = suite.texts[:16], suite.questions[::7]
     folder = tmp_path_factory.mktemp("harness")
     tasks = write_tasks(suite, folder / "tasks")
+    write_long_tasks(suite, tasks)
     save_hf_checkpoint(course.model, folder / "hf", tokenizer=course.tokenizer)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "hf")
     text = "".join(suite.texts[:3])
     assert tokenizer.encode(text) == course.tokenizer.encode_ordinary(text)  # the same ids
     reference = HFLM(pretrained=str(folder / "hf"), tokenizer=str(folder / "hf"), device="cpu",
                      batch_size=8)
-    ref = evaluate(reference, TASKS, include_path=tasks, log_samples=True)
-    ours = evaluate(CourseLM(course.model, course.tokenizer), TASKS, include_path=tasks,
-                    log_samples=True)
+    ref = evaluate(reference, TASKS + LONG_TASKS, include_path=tasks, log_samples=True)
+    ours = evaluate(CourseLM(course.model, course.tokenizer), TASKS + LONG_TASKS,
+                    include_path=tasks, log_samples=True)
     return course, suite, ref, ours
 
 
@@ -81,6 +108,40 @@ def test_course_lm_answers_every_request_as_hflm(setting):
                     assert a == pytest.approx(b, rel=1e-5)
                 else:
                     assert a[0] == pytest.approx(b[0], abs=1e-4) and a[1] == b[1]
+
+
+def test_long_contexts_lose_their_oldest_tokens_as_in_hflm(setting):
+    """Contexts of more than the window: HFLM keeps their rightmost tokens (leaving room for the
+    answer when it generates), and so does CourseLM, answer for answer."""
+    course, suite, ref, ours = setting
+    window = course.model.cfg.context_length
+    longest = max(len(course.tokenizer.encode_ordinary(piece)) for piece in suite.texts[:6])
+    assert longest > 2 * window  # the contexts really are cut
+    mine = {s["doc_id"]: s["resps"] for s in ours["samples"]["long_generation"]}
+    answers = [sample["resps"] for sample in ref["samples"]["long_generation"]]
+    assert [mine[s["doc_id"]] for s in ref["samples"]["long_generation"]] == answers
+    assert any(a[0][0].strip() for a in answers)  # the model said something
+    mine = {s["doc_id"]: s["resps"] for s in ours["samples"]["long_choice"]}
+    for sample in ref["samples"]["long_choice"]:
+        for a, b in zip(mine[sample["doc_id"]], sample["resps"], strict=True):
+            assert a[0][0] == pytest.approx(b[0][0], abs=1e-4) and a[0][1] == b[0][1]
+
+
+def test_more_new_tokens_than_the_window_still_get_an_answer(setting):
+    """GSM8K asks for 256 new tokens; on a 64-token model CourseLM caps them to the window less
+    one token of context, where HFLM stops the evaluation with an error."""
+    from lm_eval.api.instance import Instance
+
+    course, suite, _, _ = setting
+    lm = CourseLM(course.model, course.tokenizer)
+    window = course.model.cfg.context_length
+
+    def answer(new_tokens):
+        options = {"until": ["\n\n\n"], "max_gen_toks": new_tokens, "do_sample": False}
+        request = Instance("generate_until", {}, (suite.texts[0], options), 0)
+        return lm.generate_until([request])[0]
+
+    assert answer(256) == answer(window - 1)  # before, a ValueError ended the evaluation
 
 
 def test_summed_and_normalised_picks_differ_somewhere(setting):

@@ -112,6 +112,36 @@ def test_gradient_accumulation_equals_the_large_batch():
                 torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
+class TwoBatches:
+    """A fine-tuning data source that gives `first`, then `second`, then `first` again..."""
+
+    def __init__(self, first, second):
+        self.batches, self.calls = (first, second), 0
+
+    def sample(self, batch_size, generator, rows=None):
+        self.calls += 1
+        return self.batches[(self.calls - 1) % 2]
+
+
+def test_a_micro_batch_without_targets_adds_nothing_to_the_step():
+    """A micro-batch whose targets are all IGNORE (answers cut away) weighs nothing: the step
+    equals one over the other micro-batch alone. Before, its loss was 0 / 0 and the step NaN."""
+    from llmcourse.finetune.collate import IGNORE, Example, pad_batch
+
+    ids = TOKENS[:17].tolist()
+    answered = pad_batch([Example(ids[:16], [IGNORE] * 8 + ids[9:17])] * 2, pad_id=0)
+    unanswered = pad_batch([Example(ids[:16], [IGNORE] * 16)] * 2, pad_id=0)
+    _, loss = tiny_model()(unanswered.ids, unanswered.targets)
+    assert loss.item() == 0.0
+    cfg = smoke(batch_size=2, max_steps=1, warmup_steps=0)
+    alone = Trainer(tiny_model(), TwoBatches(answered, answered), None, cfg, progress=False)
+    with_empty = Trainer(tiny_model(), TwoBatches(answered, unanswered), None,
+                         cfg.replace(grad_accum=2), progress=False)
+    assert with_empty.train_step()["loss"] == pytest.approx(alone.train_step()["loss"], rel=1e-6)
+    for a, b in zip(with_empty.model.parameters(), alone.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
 def test_resuming_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     cfg = smoke(max_steps=8, eval_every=3)
     whole = Trainer(tiny_model(), TOKENS, TOKENS, cfg, out_dir=tmp_path / "whole", progress=False)

@@ -52,6 +52,11 @@ class CourseLM(LM):
                              self.prefix_id, batch_size=self.batch_size) for r in requests]
 
     def generate_until(self, requests) -> list[str]:
+        """Greedy answers, as HFLM gives them: a context that leaves no room for the new tokens
+        loses its oldest tokens. Where a task asks for more new tokens than the whole window
+        (GSM8K's 256 on a model of 64), HFLM stops with an error; here the answer is capped to
+        the window, less one token of context, so the task still gets a score."""
+        window = self.model.cfg.context_length
         out = []
         for r in requests:
             context, options = r.args
@@ -59,11 +64,11 @@ class CourseLM(LM):
                 raise ValueError("CourseLM decodes greedily; the task asked for sampling")
             until = options.get("until") or []
             stop = [until] if isinstance(until, str) else list(until)
-            out.append(generate_until(self.model, self.tokenizer,
-                                      self.tokenizer.encode_ordinary(context) or [self.prefix_id],
+            new_tokens = min(options.get("max_gen_toks", self.max_gen_toks), window - 1)
+            prompt = self.tokenizer.encode_ordinary(context) or [self.prefix_id]
+            out.append(generate_until(self.model, self.tokenizer, prompt,
                                       stop=[*stop, END_OF_TEXT], stop_id=self.prefix_id,
-                                      max_new_tokens=options.get("max_gen_toks",
-                                                                 self.max_gen_toks)))
+                                      max_new_tokens=new_tokens))
         return out
 
 

@@ -14,11 +14,12 @@ are `llmcourse train`'s (`llmcourse.training.run_folder`).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from llmcourse.training.run_folder import Stage, add_run_arguments, run_stage
+from llmcourse.training.run_folder import INPUT_FLAGS, Stage, add_run_arguments, run_stage
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +43,18 @@ def add_stage_arguments(parser: argparse.ArgumentParser, source: str, source_hel
 
 
 def stage_flags(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    """The flags that define a fine-tuning run, as given ({"--lora": 8, "--seed": None, ...})."""
+    """The flags that define a fine-tuning run ({"--lora": 8, "--seed": None, ...}), as a resume
+    compares them: a file or folder as its absolute path (a resume may start elsewhere), and
+    `--precision auto` as what it is, the default."""
     # --from is stored as from_run: `from` is a Python keyword
     renamed = {"--from": "from_run"}
-    return {name: getattr(args, renamed.get(name, name[2:].replace("-", "_"))) for name in names}
+    flags = {name: getattr(args, renamed.get(name, name[2:].replace("-", "_"))) for name in names}
+    for name in INPUT_FLAGS:
+        if flags.get(name) is not None:
+            flags[name] = str(Path(flags[name]).resolve())
+    if flags.get("--precision") == "auto":
+        flags["--precision"] = None
+    return flags
 
 
 SFT_FLAGS = ("--from", "--data", "--lora", "--lr", "--precision", "--seed", "--batch-size",

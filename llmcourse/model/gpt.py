@@ -158,8 +158,12 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         if targets is None:
             return logits
-        # the mean over the targets that count
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+        # the mean over the targets that count; a batch with none (a fine-tuning answer cut
+        # away) has loss 0 and no gradient, not 0 / 0
+        flat = targets.flatten()
+        summed = F.cross_entropy(logits.flatten(0, 1).float(), flat, ignore_index=IGNORE,
+                                 reduction="sum")
+        loss = summed / (flat != IGNORE).sum().clamp(min=1)
         return logits, loss
 
     @torch.no_grad()

@@ -9,6 +9,7 @@ curves.html (interactive) and curves.png.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -102,6 +103,40 @@ def refuse_changes(saved: dict[str, Any], given: dict[str, Any]) -> None:
             raise ValueError(f"--resume continues the run as it was: {flag} {value} differs from "
                              f"the run's {saved.get(flag)!r}; leave {flag} out, or start a new "
                              "run in another --out")
+
+
+INPUT_FLAGS = ("--from", "--data", "--pairs")  # the files and run folders a run reads
+# what load_run reads of a run folder (or of a Hugging Face checkpoint's)
+RUN_FILES = (CHECKPOINT, "run.json", "tokenizer.json", "model.safetensors", "config.json")
+
+
+def fingerprints(flags: dict[str, Any]) -> dict[str, str]:
+    """The SHA-256 of each input a run reads ({"--data": "3f2a...", ...}): of a file's bytes, or
+    of the files of a run folder that load_run reads."""
+    found = {}
+    for flag in INPUT_FLAGS:
+        if flags.get(flag) is None:
+            continue
+        path = Path(flags[flag])
+        files = [path] if path.is_file() else [path / name for name in RUN_FILES]
+        digest = hashlib.sha256()
+        for file in [f for f in files if f.is_file()]:
+            digest.update(file.name.encode())
+            with open(file, "rb") as f:
+                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        found[flag] = digest.hexdigest()
+    return found
+
+
+def refuse_changed_inputs(run: dict[str, Any]) -> None:
+    """On --resume, the files the run read must be those it started from."""
+    now = fingerprints(run["flags"])
+    for flag, saved in run.get("inputs", {}).items():
+        if now.get(flag) != saved:
+            raise ValueError(f"--resume continues the run as it was, but {run['flags'][flag]} "
+                             f"({flag}) has changed since it started: restore it, or start a "
+                             "new run in another --out")
 
 
 def plan_budget(cfg: TrainConfig, steps: int | None, resume: bool,
@@ -203,6 +238,7 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
     the run ({"--lora": 8, ...}); `build(flags, precision, device)` makes what to train."""
     from llmcourse.finetune.records import RecordError
     from llmcourse.model.hf_checkpoint import CheckpointError
+    from llmcourse.training.deepspeed_engine import MissingExtra
     from llmcourse.training.distributed import init_distributed, shutdown
     from llmcourse.training.precision import resolve_precision
 
@@ -218,6 +254,7 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
         if args.resume:
             run = read_run(out, command)
             refuse_changes(run["flags"], flags)
+            refuse_changed_inputs(run)
             flags = run["flags"]
         else:
             refuse_overwrite(out)
@@ -233,7 +270,8 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
         if info is not None:
             info.rows(cfg.batch_size)  # a batch the processes cannot share is refused first
         if main:
-            write_run(out, stage.tokenizer, {"command": command, "flags": flags,
+            inputs = run.get("inputs", {}) if args.resume else fingerprints(flags)
+            write_run(out, stage.tokenizer, {"command": command, "flags": flags, "inputs": inputs,
                                              "train_config": cfg.as_dict(), **stage.export})
         say(f"{command}: {len(stage.data):,} examples, {cfg.max_steps} steps of "
             f"{cfg.batch_size * cfg.grad_accum} on {where_it_runs(info, device)} in {out}")
@@ -243,7 +281,7 @@ def run_stage(args: argparse.Namespace, command: str, flags: dict[str, Any],
         if code == 0 and main and trainer.step == cfg.max_steps:
             print(f"done: chat with `llmcourse chat {out}`, score with `llmcourse eval {out}`")
         return code
-    except (ValueError, CheckpointError, RecordError) as err:
+    except (ValueError, CheckpointError, RecordError, FileNotFoundError, MissingExtra) as err:
         print(f"error: {err}", file=sys.stderr)  # a bad setting or file: one line
         return 2
     finally:
