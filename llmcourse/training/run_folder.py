@@ -160,7 +160,10 @@ def plan_budget(cfg: TrainConfig, steps: int | None, resume: bool,
 def write_run(out: Path, tokenizer: Tokenizer, run: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_tokenizer(tokenizer, out / "tokenizer.json")
-    (out / "run.json").write_text(json.dumps(run, indent=1))
+    # written beside and renamed over: a crash leaves the old run.json whole
+    partial = out / "run.json.partial"
+    partial.write_text(json.dumps(run, indent=1))
+    partial.replace(out / "run.json")
 
 
 def where_it_runs(info: Distributed | None, device: torch.device) -> str:

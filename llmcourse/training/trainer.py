@@ -300,8 +300,10 @@ class Trainer:
         self.strategy.load_state(state, self.out_dir)
         self.generator.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # a GPU run may resume on fewer GPUs, or none: each GPU present takes its saved state
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        for index, cuda_state in enumerate(state["cuda_rng"][:gpus]):
+            torch.cuda.set_rng_state(cuda_state, index)
         self.step, self.history = state["step"], list(state["history"])
         if self.is_main and self.out_dir is not None:
             # the metrics written after the checkpoint, by a run that then crashed, are redone
