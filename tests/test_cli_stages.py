@@ -169,6 +169,9 @@ def test_a_resume_refuses_changed_inputs_and_reads_paths_from_anywhere(base):
     refused = cli("sft", "--out", out, "--resume", "--steps", "3", "--no-png")
     assert refused.returncode == 2
     assert f"{data} (--data) has changed" in refused.stderr
+    data.unlink()
+    gone = cli("sft", "--out", out, "--resume", "--steps", "3", "--no-png")
+    assert gone.returncode == 2 and f"{data} (--data) is missing" in gone.stderr
     missing = cli("sft", "--from", str(base / "base"), "--data", str(base / "none.jsonl"),
                   "--out", str(base / "missing"), "--no-png")
     assert missing.returncode == 2 and "none.jsonl" in missing.stderr

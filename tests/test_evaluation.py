@@ -2,6 +2,7 @@
 log-likelihoods, lm-eval's own window code for rolling perplexity, scipy for the Wilson interval,
 a bootstrap for the ratio interval, chapter 1's bigram code, the SFT and DPO chapters' own
 measures, and exact Jaccard similarity for contamination."""
+import json
 import random
 import subprocess
 import sys
@@ -277,11 +278,19 @@ def test_chat_measures_equal_the_fine_tuning_chapters():
 
 def test_the_eval_command_prints_the_report_card(tmp_path):
     out = subprocess.run([sys.executable, "-m", "llmcourse", "eval", "course", "--items", "20",
-                          "--json", str(tmp_path / "s.json")], capture_output=True, text=True,
-                         timeout=600)
+                          "--audit", "--json", str(tmp_path / "s.json")], capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "| pretrained | plain text |" in out.stdout and "| bigram (chapter 1) |" in out.stdout
-    assert (tmp_path / "s.json").exists()
+    scores = json.loads((tmp_path / "s.json").read_text())
+    # the audit: each training source against each evaluation set, one line each
+    pairs = {(row["source"], row["target"]): row for row in scores["audit"]}
+    assert {"pretraining", "SFT"} <= {source for source, _ in pairs}
+    assert {"held-out text", "word order", "cloze", "questions"} <= {t for _, t in pairs}
+    cloze = pairs[("pretraining", "cloze")]
+    assert cloze["checked"] == 20
+    line = f"pretraining      cloze                20 {len(cloze['overlapping']):>7}"
+    assert line in out.stdout
     bad = subprocess.run([sys.executable, "-m", "llmcourse", "eval", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "neither a run folder" in bad.stderr

@@ -140,6 +140,10 @@ def test_a_micro_batch_without_targets_adds_nothing_to_the_step():
     assert with_empty.train_step()["loss"] == pytest.approx(alone.train_step()["loss"], rel=1e-6)
     for a, b in zip(with_empty.model.parameters(), alone.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    # a whole step without targets: nothing learnt, and no divergence
+    nothing = Trainer(tiny_model(), TwoBatches(unanswered, unanswered), None,
+                      cfg.replace(grad_accum=2), progress=False).train_step()
+    assert nothing["loss"] == 0.0 and nothing["grad_norm"] == 0.0
 
 
 def test_resuming_is_bit_identical_to_an_uninterrupted_run(tmp_path):

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmcourse.data.dedup import WORD, shingles
-from llmcourse.evaluation.contamination import overlap
+from llmcourse.evaluation.contamination import TrainingIndex
 
 LONG_RUN = 13  # GPT-3's n-gram
 SHORT_RUN = 8  # for items of fewer than LONG_RUN words
@@ -81,9 +81,9 @@ def audit(sources: dict[str, Sequence[str]], evaluations: dict[str, Sequence[str
     source by any of the three checks, and an example."""
     rows = []
     for source, texts in sources.items():
-        index = RunIndex(texts)
+        index, near = RunIndex(texts), TrainingIndex(texts)
         for target, items in evaluations.items():
-            found = overlap(items, texts, threshold=threshold)
+            found = near.overlap(items, threshold)
             flagged = {i: ("equals a training text" if i in found.exact else
                            f"is a near-duplicate (Jaccard {found.similarity[i]:.2f})")
                        for i in found.flagged}
@@ -106,3 +106,56 @@ def audit_table(rows: Sequence[AuditRow], width: int = 60) -> str:
         lines.append(f"{row.source:<16} {row.target:<16} {row.checked:>6} "
                      f"{len(row.overlapping):>7}  {example}")
     return "\n".join(lines)
+
+
+def conversation_text(conversation) -> str:
+    """What a task conversation teaches or asks: its inputs and answers, the instruction frames
+    left out (they are shared by design, and would flag every item)."""
+    from llmcourse.finetune.tasks import task_input
+
+    return "\n".join(task_input(m.content) if m.role == "user" else m.content
+                     for m in conversation.messages)
+
+
+def pair_text(pair) -> str:
+    """A preference pair's prompt inputs and its chosen answer."""
+    from llmcourse.finetune.records import Conversation, Message
+
+    return conversation_text(Conversation((*pair.prompt, Message("assistant", pair.chosen))))
+
+
+def paragraphs(text: str) -> list[str]:
+    """A play's speeches and stage directions: the units its training text is compared in."""
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def course_sources(corpus_name: str = "shakespeare", dpo_prompts: Sequence = ()) -> dict:
+    """The course's training sources: the pretraining text of the train split, the SFT
+    conversations, and the prompts DPO trains on (with their sampled answers, the SFT model's,
+    left out: they are the model's own words)."""
+    from llmcourse.data.cleaning import clean_split
+    from llmcourse.data.corpus import load_corpus
+    from llmcourse.finetune.recipe import sft_tasks
+
+    corpus = load_corpus(corpus_name)
+    train, _ = clean_split(corpus)
+    sources = {"pretraining": [p for doc in train for p in paragraphs(doc.text)],
+               "SFT": [conversation_text(c) for c in sft_tasks(corpus).train]}
+    if dpo_prompts:
+        sources["DPO"] = [conversation_text(c) for c in dpo_prompts]
+    return sources
+
+
+def course_evaluations(suite) -> dict[str, list[str]]:
+    """The report card's evaluation sets as texts: the held-out text pieces, each multiple-choice
+    item's context and right answer, the questions and their answers, the preference pairs."""
+    def chosen(item) -> str:
+        return f"{item.context} {item.choices[item.gold]}"
+
+    sets = {"held-out text": list(suite.texts), "word order": [chosen(i) for i in suite.order],
+            "cloze": [chosen(i) for i in suite.cloze],
+            "questions": [conversation_text(q) for q in suite.questions]}
+    if suite.pairs:
+        sets["pairs"] = [pair_text(p) for p in suite.pairs]
+    return sets
+

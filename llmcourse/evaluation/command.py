@@ -3,11 +3,13 @@
     llmcourse eval all                       # the course model after pretraining, SFT and DPO
     llmcourse eval runs/course --json s.json # a run of `llmcourse train` (or of the trainer)
     llmcourse eval dpo --harness hellaswag,arc_easy --limit 200   # and lm-eval's tasks (online)
+    llmcourse eval all --audit               # and the contamination audit of the course's data
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -27,6 +29,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", help="held-out preference pairs (JSON Lines) for a run folder; "
                                         "the course's stages use chapter 9's")
     parser.add_argument("--json", help="write every score here")
+    parser.add_argument("--audit", action="store_true",
+                        help="also audit the course's evaluation sets for contamination: every "
+                             "training source against every set, by exact, near-duplicate and "
+                             "shared-run checks")
     parser.add_argument("--harness", help="lm-eval tasks to run too, comma-separated (e.g. "
                                           "hellaswag,arc_easy; they download their data)")
     parser.add_argument("--limit", type=int, help="items per lm-eval task")
@@ -66,14 +72,31 @@ def eval_command(args: argparse.Namespace) -> int:
     from llmcourse.evaluation.report import bigram_stage, report_card
     from llmcourse.evaluation.suite import course_suite
 
+    if args.audit and args.checkpoint not in (*STAGES, "all"):
+        raise SystemExit("error: --audit checks the course's own training data against its "
+                         "evaluation sets: give a course stage (course, sft, dpo, all), not a "
+                         "run of other data")
     stages, pairs = _stages(args)
     first = stages[0]
     floor = bigram_stage(first.tokenizer, first.model.cfg.context_length)
     floor.model.to(next(first.model.parameters()).device)
-    report = report_card(stages, course_suite(pairs, items=args.items), floors=[floor])
+    suite = course_suite(pairs, items=args.items)
+    report = report_card(stages, suite, floors=[floor])
     print(f"on {next(first.model.parameters()).device}")
     print(report.table())
     results = {"report_card": report.rows()}
+    if args.audit:
+        from llmcourse.evaluation.audit import (
+            audit,
+            audit_table,
+            course_evaluations,
+            course_sources,
+        )
+
+        rows = audit(course_sources(), course_evaluations(suite))
+        print("\ncontamination audit: items of each evaluation set found in each training source")
+        print(audit_table(rows))
+        results["audit"] = [dataclasses.asdict(row) for row in rows]
     if args.harness:
         from llmcourse.evaluation.harness import CourseLM, evaluate
 

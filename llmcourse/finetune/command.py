@@ -14,12 +14,11 @@ are `llmcourse train`'s (`llmcourse.training.run_folder`).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from llmcourse.training.run_folder import INPUT_FLAGS, Stage, add_run_arguments, run_stage
+from llmcourse.training.run_folder import Stage, add_run_arguments, comparable_flags, run_stage
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,12 +48,7 @@ def stage_flags(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, A
     # --from is stored as from_run: `from` is a Python keyword
     renamed = {"--from": "from_run"}
     flags = {name: getattr(args, renamed.get(name, name[2:].replace("-", "_"))) for name in names}
-    for name in INPUT_FLAGS:
-        if flags.get(name) is not None:
-            flags[name] = str(Path(flags[name]).resolve())
-    if flags.get("--precision") == "auto":
-        flags["--precision"] = None
-    return flags
+    return comparable_flags(flags)
 
 
 SFT_FLAGS = ("--from", "--data", "--lora", "--lr", "--precision", "--seed", "--batch-size",

@@ -120,6 +120,15 @@ def instruction(frame: str, subject: str, task_input: str) -> str:
     return f"{text[0].upper()}{text[1:]}\n\n{task_input}"
 
 
+def task_input(message: str) -> str:
+    """An instruction's input without its frame (the whole message where it has none).
+
+    >>> task_input(instruction("Give {}.", "the first word", "ox ant"))
+    'ox ant'
+    """
+    return message.split("\n\n", 1)[-1]
+
+
 def _draw(family: str, subject: str, make: Callable[[random.Random], tuple[str, str]],
           rng: random.Random, count: int, frames: Sequence[str], avoid: set,
           out: list[Conversation]) -> None:

@@ -88,6 +88,25 @@ def read_run(out: Path, command: str) -> dict[str, Any]:
     return run
 
 
+INPUT_FLAGS = ("--from", "--data", "--pairs")  # the files and run folders a run reads
+
+
+def comparable_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Flags as a resume compares them: each input file or folder as its absolute path (a resume
+    may start elsewhere), and `--precision auto` as what it is, the default (None).
+
+    >>> comparable_flags({"--precision": "auto", "--seed": 1})
+    {'--precision': None, '--seed': 1}
+    """
+    flags = dict(flags)
+    for name in INPUT_FLAGS:
+        if flags.get(name) is not None:
+            flags[name] = str(Path(flags[name]).resolve())
+    if flags.get("--precision") == "auto":
+        flags["--precision"] = None
+    return flags
+
+
 def refuse_changes(saved: dict[str, Any], given: dict[str, Any]) -> None:
     """On --resume, every flag given must have the run's value: a run is continued as it was.
 
@@ -98,14 +117,14 @@ def refuse_changes(saved: dict[str, Any], given: dict[str, Any]) -> None:
     ValueError: --resume continues the run as it was: --seed 1 differs from the run's 0; leave \
 --seed out, or start a new run in another --out
     """
-    for flag, value in given.items():
+    saved = comparable_flags(saved)
+    for flag, value in comparable_flags(given).items():
         if value is not None and value != saved.get(flag):
             raise ValueError(f"--resume continues the run as it was: {flag} {value} differs from "
                              f"the run's {saved.get(flag)!r}; leave {flag} out, or start a new "
                              "run in another --out")
 
 
-INPUT_FLAGS = ("--from", "--data", "--pairs")  # the files and run folders a run reads
 # what load_run reads of a run folder (or of a Hugging Face checkpoint's)
 RUN_FILES = (CHECKPOINT, "run.json", "tokenizer.json", "model.safetensors", "config.json")
 
@@ -118,6 +137,8 @@ def fingerprints(flags: dict[str, Any]) -> dict[str, str]:
         if flags.get(flag) is None:
             continue
         path = Path(flags[flag])
+        if not path.exists():
+            raise FileNotFoundError(f"{path} ({flag}) is missing")
         files = [path] if path.is_file() else [path / name for name in RUN_FILES]
         digest = hashlib.sha256()
         for file in [f for f in files if f.is_file()]:

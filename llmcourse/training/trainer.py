@@ -89,8 +89,8 @@ class Trainer:
         self.step = 0
         # every metric reported, so a resumed run keeps its whole curve
         self.history: list[dict[str, Any]] = []
-        wrapped = self.strategy.wrapped  # what forward runs on: the model, or its wrapper
-        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        # what forward runs on: the model, or its wrapper
+        self.forward = self.strategy.compiled() if cfg.compile else self.strategy.wrapped
         torch.manual_seed(cfg.seed)  # dropout
         if not resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             raise FileExistsError(f"{self.out_dir} already holds a checkpoint: pass resume=True "
@@ -203,7 +203,8 @@ class Trainer:
         batches = [self._batch(self.train_tokens, self.generator)
                    for _ in range(self.cfg.grad_accum)]
         counts = [self._targets_in(y).float() for _, y, _ in batches]
-        step_total = self.strategy.sum(torch.stack(counts).sum())
+        # at least 1: a step with no targets at all (every answer cut away) weighs nothing
+        step_total = self.strategy.sum(torch.stack(counts).sum()).clamp(min=1)
         # data parallelism averages the processes' gradients: each carries world_size times its
         # share, so that the average is the sum
         return batches, [count * self.strategy.world_size / step_total for count in counts]

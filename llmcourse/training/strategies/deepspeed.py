@@ -31,6 +31,12 @@ class DeepSpeed(OneProcess):
         self.engine = deepspeed_engine.initialize(self.model, self.optimizer, config, self.device)
         self.wrapped = self.engine
         self.optimizer = self.engine.optimizer  # where the schedule sets the learning rate
+        # the engine scales fp16 losses itself
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
+
+    def compiled(self) -> torch.nn.Module:
+        self.engine.compile()  # compiles the module inside, under ZeRO's hooks
+        return self.engine
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()  # the engine holds the model in bf16 or fp16

@@ -67,6 +67,10 @@ class OneProcess:
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
+    def compiled(self) -> torch.nn.Module:
+        """What forward runs on under `compile`: the wrapped model, compiled."""
+        return torch.compile(self.wrapped)
+
     # --- micro-batches --------------------------------------------------------------------------
 
     def rows(self, batch_size: int) -> slice | None:
