@@ -7,10 +7,11 @@ import pytest
 from llmcourse.data.cleaning import clean_split
 from llmcourse.data.corpus import load_corpus
 from llmcourse.evaluation.audit import LONG_RUN, SHORT_RUN, RunIndex, audit, audit_table
+from llmcourse.evaluation.audit import paragraphs as audit_units
 
 
 def paragraphs(text: str, min_words: int = 8) -> list[str]:
-    return [p.strip() for p in text.split("\n\n") if len(p.split()) >= min_words]
+    return [p for p in audit_units(text) if len(p.split()) >= min_words]
 
 
 @pytest.fixture(scope="module")
